@@ -1,0 +1,39 @@
+"""The `unetlab` command: one subcommand per module of this package.
+
+Each command module has `add_parser(subparsers)`, which registers its arguments and sets `func`, and a handler
+that parses nothing more, calls the library and returns an exit code. A `UnetlabError` (a user's mistake) is
+printed as one line without a traceback, with exit status 2.
+"""
+
+import argparse
+import importlib
+import sys
+
+from unetlab import __version__
+from unetlab.errors import UnetlabError
+
+COMMANDS = ("summary",)  # modules of unetlab.cli, in the order `unetlab --help` lists them
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unetlab", description="U-Nets for image segmentation, built from scratch and built twice."
+    )
+    parser.add_argument("--version", action="version", version=f"unetlab {__version__}")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMANDS:
+        importlib.import_module(f"unetlab.cli.{name}").add_parser(subparsers)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args) or 0
+    except UnetlabError as exc:
+        print(f"unetlab {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"unetlab {args.command}: interrupted", file=sys.stderr)
+        return 130

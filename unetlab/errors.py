@@ -1,0 +1,16 @@
+"""The error unetlab raises for a user's mistake.
+
+A `UnetlabError` message names the file or option at fault and says how to fix it. The CLI prints it
+without a traceback and exits with status 2; library users can catch it as a `ValueError`.
+"""
+
+
+class UnetlabError(ValueError):
+    """Bad input from the user: a missing file, an invalid option, an unusable image or checkpoint."""
+
+
+class UnknownNameError(UnetlabError, KeyError):
+    """A name (model, loss, scheduler, ...) that is not registered; the message lists the valid ones."""
+
+    # KeyError quotes its message; this one is a sentence, so print it as one.
+    __str__ = Exception.__str__

@@ -1,0 +1,215 @@
+"""Blocks shared by every U-Net in unetlab, and the base class of the models.
+
+- `DoubleConv`: (3x3 conv -> norm -> ReLU) twice, the unit of each U-Net stage (Ronneberger et al. 2015, Fig. 1).
+- `Down`: 2x2 max-pool, then `DoubleConv` (one step of the contracting path).
+- `Up`: 2x upsampling, skip connection, `DoubleConv` (one step of the expanding path), optionally with an
+  additive `AttentionGate` on the skip (Oktay et al. 2018, eq. 1).
+- `SegmentationModel`: what every model offers (input-size rules, gradient checkpointing, named stages).
+
+Sizes. With `padding="valid"` (the paper) every 3x3 conv trims 2 px, so the encoder map is wider than the
+upsampled decoder map and is centre-cropped before concatenation (paper Fig. 1). With `padding="same"` the
+max-pool rounds up (`ceil_mode`), so the upsampled map is the skip's size or one pixel larger; that extra row or
+column lies past the image edge and is cropped. This works for every input size, odd or tiny, pads nothing, and
+stays shape-dynamic under tracing and ONNX export.
+"""
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from unetlab.errors import UnetlabError
+
+PADDINGS = ("same", "valid")
+NORMS = ("batch", "group", "instance", None)
+UPSAMPLINGS = ("transpose", "bilinear")
+
+
+def check_choice(option: str, value, choices) -> None:
+    """Raise a `UnetlabError` naming the option and its valid values when `value` is not one of `choices`."""
+    if value not in choices:
+        valid = ", ".join("none" if c is None else repr(c) for c in choices)
+        raise UnetlabError(f"{option}={value!r} is not valid; choose one of {valid}")
+
+
+def check_positive_ints(**values) -> None:
+    """Raise a `UnetlabError` naming the first option that is not a positive integer."""
+    for name, value in values.items():
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise UnetlabError(f"{name}={value!r} is not valid; it must be a positive integer")
+
+
+def parse_norm(norm):
+    """Accept the spelled-out "none" (from a command line or YAML file) as `None`."""
+    norm = None if norm in (None, "none", "None") else norm
+    check_choice("norm", norm, NORMS)
+    return norm
+
+
+def make_norm(norm: str | None, channels: int) -> nn.Module:
+    """The normalisation layer for `channels` feature maps; `None` gives an identity."""
+    if norm is None:
+        return nn.Identity()
+    if norm == "batch":
+        return nn.BatchNorm2d(channels)
+    if norm == "group":
+        # 32 groups as in Wu & He (2018), fewer when the channel count is not a multiple of 32.
+        return nn.GroupNorm(math.gcd(32, channels), channels)
+    return nn.InstanceNorm2d(channels, affine=True)
+
+
+def center_crop(x: torch.Tensor, size) -> torch.Tensor:
+    """Crop the last two dims of `x` to `size = (h, w)` around the centre (paper Fig. 1, the skip crop).
+
+    When the margin is odd the extra pixel is cut at the bottom/right: top = (H - h) // 2.
+    """
+    top = (x.shape[-2] - size[0]) // 2
+    left = (x.shape[-1] - size[1]) // 2
+    return x[..., top : top + size[0], left : left + size[1]]  # (N, C, h, w)
+
+
+class DoubleConv(nn.Module):
+    """(3x3 conv -> norm -> ReLU) x 2. Convs carry a bias only when there is no normalisation after them."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str, norm: str | None):
+        super().__init__()
+        pad = 1 if padding == "same" else 0
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, padding=pad, bias=norm is None)
+        self.norm1 = make_norm(norm, out_channels)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=pad, bias=norm is None)
+        self.norm2 = make_norm(norm, out_channels)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.relu(self.norm1(self.conv1(x)))  # (N, C_out, H', W'); H' = H - 2 when valid
+        return F.relu(self.norm2(self.conv2(x)))
+
+
+class Down(nn.Module):
+    """2x2 max-pool with stride 2, then `DoubleConv`: one step down the contracting path."""
+
+    def __init__(self, in_channels: int, out_channels: int, padding: str, norm: str | None):
+        super().__init__()
+        # Valid nets are only fed sizes that pool evenly; padded nets round up so no pixel is dropped.
+        self.pool = nn.MaxPool2d(2, ceil_mode=padding == "same")
+        self.conv = DoubleConv(in_channels, out_channels, padding, norm)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(self.pool(x))  # (N, C_out, ceil(H/2) - margin, ...)
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate (Oktay et al. 2018, "Attention U-Net", eq. 1).
+
+        q = psi^T relu(W_x^T x + W_g^T g + b_g) + b_psi,    alpha = sigmoid(q),    out = alpha * x
+
+    `x` is the encoder skip and `g` the gating signal. Here `g` is the decoder map after upsampling, so both have
+    the same size and no resampling of alpha is needed (the paper gates with the coarser map and resamples).
+    """
+
+    def __init__(self, skip_channels: int, gate_channels: int, inter_channels: int):
+        super().__init__()
+        self.W_x = nn.Conv2d(skip_channels, inter_channels, 1, bias=False)
+        self.W_g = nn.Conv2d(gate_channels, inter_channels, 1)  # its bias is b_g
+        self.psi = nn.Conv2d(inter_channels, 1, 1)  # its bias is b_psi
+
+    def forward(self, x: torch.Tensor, g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Returns the gated skip (N, C_x, H, W) and the attention coefficients alpha (N, 1, H, W)."""
+        alpha = torch.sigmoid(self.psi(F.relu(self.W_x(x) + self.W_g(g))))  # (N, 1, H, W)
+        return x * alpha, alpha
+
+
+class Up(nn.Module):
+    """2x upsampling, concatenation with the skip, `DoubleConv`: one step up the expanding path.
+
+    `in_channels` come from below, `skip_channels` from the encoder; the block upsamples to `out_channels`
+    (the paper's 2x2 up-convolution halves the channels), concatenates [skip, x] and convolves to `out_channels`.
+    """
+
+    def __init__(self, in_channels, skip_channels, out_channels, padding, norm, upsample, gate=False):
+        super().__init__()
+        self.padding = padding
+        if upsample == "transpose":
+            self.up = nn.ConvTranspose2d(in_channels, out_channels, 2, stride=2)
+        else:
+            # A 1x1 conv commutes with bilinear interpolation (both linear, the weights of one sum to 1), so
+            # convolving first gives the same result at a quarter of the cost.
+            self.up = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1),
+                nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+            )
+        self.gate = AttentionGate(skip_channels, out_channels, max(skip_channels // 2, 1)) if gate else None
+        self.conv = DoubleConv(skip_channels + out_channels, out_channels, padding, norm)
+
+    def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
+        x = self.up(x)  # (N, C_out, 2h, 2w)
+        if self.padding == "valid":
+            skip = center_crop(skip, x.shape[-2:])  # (N, C_skip, 2h, 2w): the paper's crop
+        else:
+            x = x[..., : skip.shape[-2], : skip.shape[-1]]  # (N, C_out, H, W): drop the ceil-mode overhang
+        if self.gate is not None:
+            skip, _ = self.gate(skip, x)
+        return self.conv(torch.cat([skip, x], dim=1))  # (N, C_skip + C_out, H, W) -> (N, C_out, H', W')
+
+
+def keep_running_stats(module: nn.Module):
+    """Snapshot every BatchNorm buffer of `module` and return a function that puts the snapshot back.
+
+    Gradient checkpointing runs a block's forward a second time during backward; without this, BatchNorm would
+    update its running statistics (and `num_batches_tracked`) twice per step.
+    """
+    saved = [
+        (buf, buf.clone())
+        for m in module.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm)
+        for buf in m.buffers()
+    ]
+
+    def restore():
+        with torch.no_grad():
+            for buf, value in saved:
+                buf.copy_(value)
+
+    return restore
+
+
+class SegmentationModel(nn.Module):
+    """Base of every unetlab model: input-size rules, gradient checkpointing and the stages `summary` reports.
+
+    Subclasses call `self.run(block, *inputs)` for each block in `forward`; with `checkpointing` on (and gradients
+    enabled) the block's activations are recomputed in backward instead of being stored.
+    """
+
+    checkpointing: bool = False
+    padding: str = "same"  # "valid" for unpadded nets, whose output is smaller than the input
+
+    def output_size(self, size: int) -> int:
+        """Output side length for an input side of `size` px (padded models keep the size)."""
+        return size
+
+    def valid_input_size(self, min_size: int) -> int:
+        """The smallest input side >= `min_size` that the model accepts."""
+        return min_size
+
+    def named_stages(self) -> list[tuple[str, nn.Module]]:
+        """The stages in execution order, e.g. enc1 ... bottleneck ... dec1, head."""
+        raise NotImplementedError
+
+    def run(self, block: nn.Module, *inputs: torch.Tensor) -> torch.Tensor:
+        if not (self.checkpointing and self.training and torch.is_grad_enabled()):
+            return block(*inputs)
+        calls = 0
+
+        def forward(*args):
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                return block(*args)
+            restore = keep_running_stats(block)  # the recomputation in backward
+            try:
+                return block(*args)
+            finally:
+                restore()
+
+        return checkpoint(forward, *inputs, use_reentrant=False)
