@@ -1,0 +1,62 @@
+"""Checkpoint files: round trip, atomic writes, and clear errors for files from elsewhere."""
+
+import pytest
+import torch
+
+from unetlab import UnetlabError, create_model
+from unetlab.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, save_checkpoint
+from unetlab.data.info import DataInfo
+
+
+def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
+    model = create_model("unet", base_channels=4, depth=2, num_classes=1).eval()
+    info = DataInfo(in_channels=1, class_values=[0, 255], class_names=["background", "cell"], mean=[0.5], std=[0.2])
+    save_checkpoint(tmp_path / "a.pt", model, data=info, threshold=0.4, training={"epoch": 3})
+    ckpt = load_checkpoint(tmp_path / "a.pt")
+    assert (ckpt.model_name, ckpt.model_kwargs) == ("unet", {"base_channels": 4, "depth": 2, "num_classes": 1})
+    assert ckpt.data == info and ckpt.threshold == 0.4 and ckpt.training == {"epoch": 3}
+    image = torch.randn(1, 1, 20, 20)
+    with torch.no_grad():
+        assert torch.equal(ckpt.build_model()(image), model(image))
+    # weights_only loading works on the raw file too
+    assert torch.load(tmp_path / "a.pt", weights_only=True)["format_version"] == FORMAT_VERSION
+
+
+def test_checkpoint_drops_the_encoder_weights_path(tmp_path):
+    source = create_model("resnet18-unet", depth=2, base_channels=4)
+    source.spec["kwargs"]["encoder_weights"] = "/somewhere/resnet18.pth"  # as if loaded from a file
+    save_checkpoint(tmp_path / "r.pt", source)
+    assert "encoder_weights" not in load_checkpoint(tmp_path / "r.pt").model_kwargs
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (None, "not found"),
+        (b"garbage", "could not be read"),
+        ({"state_dict": {}}, "is not a unetlab checkpoint"),
+        ({"format": "unetlab-checkpoint", "format_version": FORMAT_VERSION + 1}, "newer than this unetlab"),
+    ],
+)
+def test_load_checkpoint_from_elsewhere_gets_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "x.pt"
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif content is not None:
+        torch.save(content, path)
+    with pytest.raises(UnetlabError, match=message):
+        load_checkpoint(path)
+
+
+def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
+    path = tmp_path / "last.pt"
+    atomic_save({"a": torch.ones(2)}, path)
+
+    class Unpicklable:
+        def __reduce__(self):
+            raise RuntimeError("boom")
+
+    with pytest.raises(RuntimeError):
+        atomic_save({"a": Unpicklable()}, path)
+    assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]

@@ -1,0 +1,144 @@
+"""Checkpoint files: everything needed to rebuild a model, predict with it, and continue training.
+
+A checkpoint is a dict of plain types and tensors, written atomically and read with
+`torch.load(..., weights_only=True)`:
+
+    format          "unetlab-checkpoint"
+    format_version  FORMAT_VERSION (a newer file than this unetlab reads is refused with a clear error)
+    unetlab_version the writer's version, for information
+    model           {"name": registry name, "kwargs": create_model keyword arguments}
+    state_dict      the model's weights
+    data            DataInfo.to_dict(): channels, class values and names, normalisation (or None)
+    threshold       decision threshold on the sigmoid for binary (1-logit) models, or None
+    training        the trainer's resumable state (optimizer, scheduler, scaler, epoch, step, RNG, config, ...)
+                    or None for a weights-only checkpoint
+"""
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from unetlab import __version__
+from unetlab.data.info import DataInfo
+from unetlab.errors import UnetlabError
+from unetlab.models import create_model
+
+FORMAT = "unetlab-checkpoint"
+FORMAT_VERSION = 1
+# kwargs that name files on the machine that trained the model; the weights are in the checkpoint already
+_MACHINE_KWARGS = ("encoder_weights",)
+
+
+@dataclass
+class Checkpoint:
+    model_name: str
+    model_kwargs: dict
+    state_dict: dict
+    data: DataInfo | None
+    threshold: float | None
+    training: dict | None
+    path: Path | None = None
+
+    def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
+        """The model with its trained weights, in eval mode, on `device`."""
+        model = create_model(self.model_name, **self.model_kwargs)
+        model.load_state_dict(self.state_dict)
+        return model.to(device).eval()
+
+
+def save_checkpoint(
+    path: str | Path,
+    model: nn.Module,
+    data: DataInfo | None = None,
+    threshold: float | None = None,
+    training: dict | None = None,
+) -> None:
+    """Write `model` (built by `create_model`) and its context to `path`, atomically.
+
+    The file is written to a temporary name in the same folder and renamed, so a crash never leaves a broken file
+    where a good one was.
+    """
+    model = _unwrap(model)
+    spec = getattr(model, "spec", None)
+    if spec is None:
+        raise UnetlabError("only models built with unetlab.create_model can be checkpointed (they record their name)")
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "unetlab_version": __version__,
+        "model": {
+            "name": spec["name"],
+            "kwargs": {k: v for k, v in spec["kwargs"].items() if k not in _MACHINE_KWARGS},
+        },
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "data": data.to_dict() if data is not None else None,
+        "threshold": threshold,
+        "training": training,
+    }
+    atomic_save(payload, path)
+
+
+def atomic_save(obj, path: str | Path) -> None:
+    """`torch.save` to a temporary file beside `path`, then rename it over `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
+    """Read a unetlab checkpoint.
+
+    Raises:
+        UnetlabError: when the file is missing or unreadable, is not a unetlab checkpoint, or was written by a
+            newer format version than this unetlab reads.
+    """
+    path = Path(path)
+    if path.is_dir():
+        raise UnetlabError(f"{path} is a folder; pass a checkpoint file such as {path / 'checkpoints' / 'best.pt'}")
+    if not path.is_file():
+        raise UnetlabError(f"checkpoint {path} not found; pass the .pt file that `unetlab train` wrote")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file can raise many types
+        raise UnetlabError(
+            f"checkpoint {path} could not be read ({type(exc).__name__}); is it a unetlab .pt file?"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise UnetlabError(
+            f"{path} is not a unetlab checkpoint (no '{FORMAT}' marker); pass a file written by `unetlab train`"
+        )
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UnetlabError(
+            f"checkpoint {path} has format version {version}, newer than this unetlab ({__version__}) reads "
+            f"(up to {FORMAT_VERSION}); upgrade unetlab"
+        )
+    data = payload.get("data")
+    return Checkpoint(
+        model_name=payload["model"]["name"],
+        model_kwargs=dict(payload["model"]["kwargs"]),
+        state_dict=payload["state_dict"],
+        data=DataInfo.from_dict(data) if data is not None else None,
+        threshold=payload.get("threshold"),
+        training=payload.get("training"),
+        path=path,
+    )
+
+
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The plain model inside a DistributedDataParallel or torch.compile wrapper."""
+    model = getattr(model, "module", model)
+    return getattr(model, "_orig_mod", model)
