@@ -134,7 +134,7 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
             continue
         if image.shape[:2] != mask.shape[:2]:
             scan.problems.append(
-                f"{mask_path.name} is {mask.shape[0]} x {mask.shape[1]} but its image {image_path.name} is "
+                f"{mask_path} is {mask.shape[0]} x {mask.shape[1]} but its image {image_path.name} is "
                 f"{image.shape[0]} x {image.shape[1]}; masks must match their images pixel for pixel"
             )
             continue
@@ -143,7 +143,7 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
         values = Counter({unpack(int(k), mask.ndim == 3): int(n) for k, n in zip(keys, counts)})
         if len(values) > MAX_CLASSES:
             scan.problems.append(
-                f"{mask_path.name} has {len(values)} distinct values; a mask holds class labels (is it an image, "
+                f"{mask_path} has {len(values)} distinct values; a mask holds class labels (is it an image, "
                 "an instance mask or a lossy JPEG?)"
             )
             continue
