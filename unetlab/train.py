@@ -61,6 +61,7 @@ class TrainResult:
     state: TrainState
     metrics: dict  # the last evaluation's record
     stopped: str  # "finished", "early stopping", "interrupted" or "max_steps"
+    is_main: bool = True  # rank 0 (the process that logs and writes checkpoints)
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> TrainResult:
@@ -227,7 +228,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
                 f"`unetlab train --resume {run_dir}`"
             )
         logger.close()
-    return TrainResult(run_dir, state, record, stopped)
+    return TrainResult(run_dir, state, record, stopped, runtime.is_main)
 
 
 def _evaluate_and_log(model, val_ds, info, loss_fn, cfg, runtime, state, plateau, logger, save) -> dict:
@@ -254,9 +255,9 @@ def _evaluate_and_log(model, val_ds, info, loss_fn, cfg, runtime, state, plateau
             state.bad_evals += 1
         logger.samples(samples, state.epoch, state.step)
     if runtime.distributed:  # every process follows rank 0's early-stopping and plateau decisions
-        shared = [state.bad_evals, plateau.factor, state.threshold]
+        shared = [state.bad_evals, state.best, state.best_epoch, plateau.factor, state.threshold]
         torch.distributed.broadcast_object_list(shared, src=0)
-        state.bad_evals, plateau.factor, state.threshold = shared
+        state.bad_evals, state.best, state.best_epoch, plateau.factor, state.threshold = shared
     return record
 
 

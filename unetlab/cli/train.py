@@ -169,6 +169,8 @@ def run(args) -> int:
 
     cfg = resolve(args)
     result = train(cfg, resume=getattr(args, "resume", None))
+    if not result.is_main:
+        return 0
     best = result.state.best
     shown = f"{best:.4f}" if best is not None else "n/a"
     print(
