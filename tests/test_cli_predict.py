@@ -5,6 +5,7 @@ import re
 
 import numpy as np
 import pytest
+from PIL import Image
 
 from unetlab import UnetlabError, create_model
 from unetlab.checkpoint import save_checkpoint
@@ -110,3 +111,11 @@ def test_one_bad_file_keeps_the_other_outputs(tmp_path, images, capsys):
     assert "broken.png could not be read" in err and "two.tif has 2 channels but the model takes 1" in err
     assert "2 of 5 images failed" in err and "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_images_past_pillows_pixel_limit_are_read(tmp_path, images, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 100)  # a 37 x 51 image is now a "decompression bomb" to Pillow
+    ckpt = checkpoint(tmp_path, [0, 255])
+    assert run(ckpt, images / "a.png", "--out", tmp_path / "out") == 0
+    assert read_mask(tmp_path / "out" / "a.png").shape == (37, 51)
+    assert Image.MAX_IMAGE_PIXELS == 100, "the limit is lifted only while unetlab opens a file"
