@@ -6,6 +6,10 @@ import torch
 
 from unetlab import create_model
 
+# One intra-op thread: the tests' tensors are tiny, and on a shared 2-core machine OpenMP threads that spin while
+# waiting for a busy core made the suite up to 10x slower. Tests check behaviour; benchmarks/ measure speed.
+torch.set_num_threads(1)
+
 
 @pytest.fixture(autouse=True)
 def _seed():

@@ -5,6 +5,7 @@ uint16, float32, ...). Palette PNGs read as colours with `read_image` and as pal
 since a palette mask's indices are its class values.
 """
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -38,7 +39,7 @@ def _read(path: Path, keep_palette: bool) -> np.ndarray:
         if path.suffix.lower() in TIFF_SUFFIXES:
             array = _read_tiff(path)
         else:
-            with Image.open(path) as image:
+            with _no_pixel_limit(), Image.open(path) as image:
                 array = _pillow_to_array(image, keep_palette)
     except UnetlabError:
         raise
@@ -49,6 +50,18 @@ def _read(path: Path, keep_palette: bool) -> np.ndarray:
     if array.ndim not in (2, 3) or min(array.shape[:2]) < 1:
         raise UnetlabError(f"{path} has shape {array.shape}; unetlab reads 2-D images, (H, W) or (H, W, C)")
     return array
+
+
+@contextmanager
+def _no_pixel_limit():
+    """Lift Pillow's decompression-bomb limit (a warning past 89 Mpx, an error past 179 Mpx) while a file is opened:
+    unetlab reads the user's own scans, which can have tens of thousands of px per side."""
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _read_tiff(path: Path) -> np.ndarray:

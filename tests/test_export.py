@@ -1,0 +1,68 @@
+"""Export of every registered model to ONNX and TorchScript: dynamic sizes, parity with PyTorch, metadata."""
+
+import json
+import warnings
+
+import pytest
+import torch
+from conftest import tiny_model
+
+from unetlab import UnetlabError, list_models
+from unetlab.checkpoint import save_checkpoint
+from unetlab.cli import main
+from unetlab.data.info import DataInfo
+from unetlab.export import check_export, export_model, export_shapes
+
+# Float32 kernels that sum in another order (ONNX Runtime, TorchScript's fusions) differ by ~1e-7 here.
+PARITY = 1e-5
+
+
+def stored_metadata(path, format) -> dict:
+    if format == "onnx":
+        import onnx
+
+        return json.loads({p.key: p.value for p in onnx.load(str(path)).metadata_props}["unetlab"])
+    extra = {"unetlab.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit.load: the format is TorchScript
+        torch.jit.load(str(path), _extra_files=extra)
+    return json.loads(extra["unetlab.json"])
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_export_matches_pytorch_at_another_batch_and_size(tmp_path, name, format):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+    model = tiny_model(name, num_classes=3).eval()
+    traced, checked = export_shapes(model)
+    assert traced[0] != checked[0] and traced[2:] != checked[2:] and checked[2] != checked[3]
+    path = export_model(model, tmp_path / f"m.{format}", format)
+    assert check_export(model, path, format) < PARITY
+    assert stored_metadata(path, format)["model"]["name"] == name
+    if format == "onnx":
+        import onnx
+
+        dims = onnx.load(str(path)).graph.input[0].type.tensor_type.shape.dim
+        assert [d.dim_param or d.dim_value for d in dims] == ["batch", 2, "height", "width"]
+
+
+def test_unknown_format_is_named(tmp_path):
+    with pytest.raises(UnetlabError, match="format='tflite'"):
+        export_model(tiny_model("unet"), tmp_path / "m", "tflite")
+
+
+def test_cli_export_prints_the_parity(tmp_path, capsys):
+    model = tiny_model("unet", num_classes=1)
+    save_checkpoint(tmp_path / "c.pt", model, DataInfo(2, [0, 255]), threshold=0.4)
+    assert main(["export", str(tmp_path / "c.pt"), "--format", "torchscript", "--out", str(tmp_path / "m.ts")]) == 0
+    out = capsys.readouterr().out
+    assert "parity on a random 3x2x45x77 input: max |PyTorch - torchscript| = " in out
+    metadata = stored_metadata(tmp_path / "m.ts", "torchscript")
+    assert metadata["threshold"] == 0.4 and metadata["data"]["class_values"] == [0, 255]
+
+
+def test_cli_export_of_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "no.pt"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("unetlab export: error: checkpoint") and err.count("\n") == 1

@@ -1,0 +1,143 @@
+"""Export a unetlab model to ONNX or TorchScript with dynamic batch, height and width, and check it against PyTorch.
+
+- One mechanism for both formats: `torch.jit.trace`. The models derive every crop and slice from tensor shapes, so
+  the trace stays shape-dynamic. It does not keep the Python check that refuses sizes a valid-convolution model
+  cannot take: feed such a model its valid sizes, `smallest + stride * k` (stored in the file's metadata).
+- ONNX: torch's TorchScript-based exporter (`dynamo=False`), with named dynamic axes, opset `ONNX_OPSET`. torch
+  2.9+ deprecates it for the `torch.export`-based exporter, which exports these models too (declaring a valid
+  model's sides as `smallest + stride * k`) but takes 3-6 s per model instead of 0.1 s and needs onnxscript: switch
+  to it when torch drops this one.
+- TorchScript: the trace itself (also deprecated in torch 2.13, still loadable from C++ and Python).
+- Both files carry `export_metadata` as JSON (ONNX `metadata_props["unetlab"]`, TorchScript extra file
+  `unetlab.json`): the model, its input-size rule, and the data info and threshold needed to use its logits.
+- `check_export` runs the file on a random input of another batch size and shape than the traced one (ONNX
+  Runtime for ONNX) and returns the largest absolute difference from the PyTorch model.
+"""
+
+import json
+import warnings
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from unetlab import __version__
+from unetlab.checkpoint import Checkpoint
+from unetlab.errors import UnetlabError
+from unetlab.inference import pooling_stride
+from unetlab.models.blocks import SegmentationModel, check_choice
+
+FORMATS = ("onnx", "torchscript")
+ONNX_OPSET = 17  # run by ONNX Runtime 1.13+ and most other runtimes
+INPUT_NAME, OUTPUT_NAME = "image", "logits"
+
+
+def export_shapes(model: SegmentationModel) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The (N, C, H, W) input shapes to trace with and to check with: other batch sizes and other, non-square sides."""
+    c = model.in_channels
+    if model.padding == "valid":
+        smallest, stride = model.valid_input_size(1), pooling_stride(model)
+        return (2, c, smallest + stride, smallest + stride), (3, c, smallest + 2 * stride, smallest + 3 * stride)
+    return (2, c, 64, 64), (3, c, 45, 77)  # odd sides exercise the ceil-mode pooling and its crop
+
+
+def export_metadata(model: SegmentationModel, checkpoint: Checkpoint | None = None) -> dict:
+    """What a user of the exported file needs besides the graph: model, input-size rule, data info, threshold."""
+    if model.padding == "valid":
+        sizes = {"smallest": model.valid_input_size(1), "step": pooling_stride(model)}
+        inputs = f"height and width in {sizes['smallest']} + {sizes['step']} k; output smaller by the border"
+    else:
+        inputs = "any height and width; output the same size"
+    return {
+        "unetlab_version": __version__,
+        "model": getattr(model, "spec", None),
+        "input": f"{INPUT_NAME} (N, {model.in_channels}, H, W) float32, normalised as data.mean / data.std say",
+        "input_sizes": inputs,
+        "output": f"{OUTPUT_NAME} (N, {model.num_classes}, H', W'): "
+        + ("sigmoid" if model.num_classes == 1 else "softmax"),
+        "data": checkpoint.data.to_dict() if checkpoint and checkpoint.data else None,
+        "threshold": checkpoint.threshold if checkpoint else None,
+    }
+
+
+def export_model(model: SegmentationModel, path: str | Path, format: str, metadata: dict | None = None) -> Path:
+    """Write `model` (moved to the CPU, in eval mode) to `path` as ONNX or TorchScript, with dynamic N, H and W.
+
+    Args:
+        model: a unetlab model.
+        path: the file to write (its folder is created).
+        format: "onnx" or "torchscript".
+        metadata: JSON-serialisable facts stored in the file; None: `export_metadata(model)`.
+
+    Raises:
+        UnetlabError: for an unknown format, or ONNX asked for without the `export` extra installed.
+    """
+    check_choice("format", format, FORMATS)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model = model.cpu().eval()
+    metadata = json.dumps(export_metadata(model) if metadata is None else metadata)
+    example = torch.randn(export_shapes(model)[0])
+    with _quiet_tracing():
+        if format == "torchscript":
+            torch.jit.save(torch.jit.trace(model, example), str(path), _extra_files={"unetlab.json": metadata})
+            return path
+        onnx = _require("onnx", "ONNX export")
+        dynamic = {0: "batch", 2: "height", 3: "width"}
+        torch.onnx.export(
+            model,
+            (example,),
+            str(path),
+            dynamo=False,
+            opset_version=ONNX_OPSET,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
+        )
+    graph = onnx.load(str(path))
+    graph.metadata_props.add(key="unetlab", value=metadata)
+    onnx.save(graph, str(path))
+    return path
+
+
+def check_export(model: SegmentationModel, path: str | Path, format: str) -> float:
+    """Max |PyTorch - exported| over the logits of a random input of the check shape (`export_shapes`).
+
+    Raises:
+        UnetlabError: when the exported model's output has another shape (its sizes did not stay dynamic).
+    """
+    check_choice("format", format, FORMATS)
+    model = model.cpu().eval()
+    image = torch.randn(export_shapes(model)[1], generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        expected = model(image)  # (N, K, H', W')
+        if format == "onnx":
+            onnxruntime = _require("onnxruntime", "checking an ONNX export")
+            session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+            got = torch.from_numpy(session.run(None, {INPUT_NAME: image.numpy()})[0])
+        else:
+            with _quiet_tracing():
+                got = torch.jit.load(str(path))(image)
+    if got.shape != expected.shape:
+        raise UnetlabError(
+            f"{path} gives {tuple(got.shape)} for an input of {tuple(image.shape)}, PyTorch {tuple(expected.shape)}"
+        )
+    return float((got - expected).abs().max())
+
+
+def _require(module: str, purpose: str):
+    try:
+        return __import__(module)
+    except ImportError:
+        raise UnetlabError(f"{purpose} needs {module}; install the extra: pip install 'unetlab[export]'") from None
+
+
+@contextmanager
+def _quiet_tracing():
+    """Silence the tracer's notes that do not concern these models."""
+    with warnings.catch_warnings():
+        # The only shape read as a Python int is the valid model's size check, which computes nothing.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        # torch deprecates tracing and this ONNX exporter; the module docstring says why they are used all the same.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        yield

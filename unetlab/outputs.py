@@ -1,0 +1,122 @@
+"""What `unetlab predict` reads and writes: input files from paths, folders and globs; masks, probabilities, overlays.
+
+Layout of the output folder, for an input `NAME.ext`:
+
+    OUT/NAME.png            the mask in the dataset's own values (NAME.tif when they do not fit in 8 bits)
+    OUT/probs/NAME.tif      float32 probabilities: (H, W) of the foreground for binary models, else (H, W, K)
+    OUT/overlays/NAME.png   the image in 8-bit colour with every class but class 0 (the background) tinted
+
+so OUT itself is a folder of masks named like the images, as datasets are laid out.
+"""
+
+import glob
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, write_image
+from unetlab.errors import UnetlabError
+from unetlab.prediction import Prediction
+
+# Tints of classes 1, 2, ... for masks without colours of their own (class 0 is left untinted).
+PALETTE = np.array(
+    [[255, 0, 0], [0, 200, 0], [0, 90, 255], [255, 200, 0], [220, 0, 220], [0, 220, 220], [255, 120, 0]],
+    dtype=np.uint8,
+)
+OVERLAY_ALPHA = 0.45  # weight of the class colour over the image
+DISPLAY_SAMPLE = 1_000_000  # pixels sampled for the display range of images that are not 8-bit
+
+
+def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
+    """The image files named by `inputs`: files as given, folders' image files (not recursive), glob matches.
+
+    Duplicates are dropped, order kept (folders and globs sorted).
+
+    Raises:
+        UnetlabError: naming an input that is missing, an empty folder or a pattern that matches no image, or two
+            files whose outputs would have the same name.
+    """
+    paths: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if is_image_file(p))
+            if not found:
+                raise UnetlabError(f"folder {path} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+        elif path.exists():
+            found = [path]  # named explicitly: read whatever its suffix, and say so if it is not an image
+        elif any(c in str(item) for c in "*?["):
+            found = sorted(p for p in map(Path, glob.glob(str(item), recursive=True)) if is_image_file(p))
+            if not found:
+                raise UnetlabError(f"no image matches {str(item)!r}; check the pattern (quote it for the shell)")
+        else:
+            raise UnetlabError(f"input {path} not found; pass image files, folders or glob patterns")
+        paths += found
+    unique = list(dict.fromkeys(p.resolve() for p in paths))
+    by_stem: dict[str, Path] = {}
+    for path in unique:
+        other = by_stem.setdefault(path.stem, path)
+        if other != path:
+            raise UnetlabError(
+                f"{other} and {path} would both be written as {path.stem}; predict them into separate --out folders"
+            )
+    return unique
+
+
+def write_prediction(
+    out_dir: Path, name: str, prediction: Prediction, probs: bool = False, overlay_of: np.ndarray | None = None
+) -> list[Path]:
+    """Write the mask of `prediction` as OUT/NAME.png (or .tif), and optionally its probabilities and an overlay.
+
+    Args:
+        out_dir: the output folder (created if needed).
+        name: the file name without suffix, usually the input's stem.
+        prediction: what `Predictor` returned.
+        probs: also write the probabilities, float32 TIFF, to OUT/probs/NAME.tif.
+        overlay_of: the image that was predicted; when given, also write OUT/overlays/NAME.png.
+
+    Returns:
+        The paths written, mask first.
+    """
+    out_dir = Path(out_dir)
+    mask = prediction.mask
+    written = [out_dir / f"{name}{'.png' if mask.dtype == np.uint8 else '.tif'}"]
+    write_image(written[0], mask)
+    if probs:
+        written.append(out_dir / "probs" / f"{name}.tif")
+        p = prediction.probs  # (K, H, W)
+        write_image(written[-1], p[0] if len(p) == 1 else np.moveaxis(p, 0, -1))  # (H, W) or (H, W, K)
+    if overlay_of is not None:
+        written.append(out_dir / "overlays" / f"{name}.png")
+        colours = mask if mask.ndim == 3 else None  # a colour mask tints with its own colours
+        write_image(written[-1], overlay(overlay_of, prediction.classes, colours))
+    return written
+
+
+def overlay(image: np.ndarray, classes: np.ndarray, colours: np.ndarray | None = None) -> np.ndarray:
+    """(H, W, 3) uint8: `image` shown in 8 bits with every pixel of a class > 0 tinted.
+
+    Args:
+        image: (H, W) or (H, W, C) of any dtype; 8-bit images are shown as they are, others stretched from their
+            0.5th to 99.5th percentile.
+        classes: (H, W) class indices.
+        colours: (H, W, 3) uint8 tint of each pixel (a colour mask); None: `PALETTE` by class (1 red, 2 green, ...).
+    """
+    rgb = display_rgb(image)  # (H, W, 3) uint8
+    tinted = classes > 0
+    tint = colours[tinted] if colours is not None else PALETTE[(classes[tinted] - 1) % len(PALETTE)]  # (n, 3)
+    rgb[tinted] = np.round((1 - OVERLAY_ALPHA) * rgb[tinted] + OVERLAY_ALPHA * tint).astype(np.uint8)
+    return rgb
+
+
+def display_rgb(image: np.ndarray) -> np.ndarray:
+    """(H, W[, C]) image of any dtype -> (H, W, 3) uint8 for display (a new array)."""
+    if image.ndim == 3:
+        image = image[..., :3] if image.shape[2] >= 3 else image[..., 0]  # RGB(A) -> RGB; 2 channels -> the first
+    if image.dtype != np.uint8:
+        step = max(1, int(np.sqrt(image.shape[0] * image.shape[1] / DISPLAY_SAMPLE)))
+        lo, hi = np.percentile(image[::step, ::step], (0.5, 99.5))
+        scaled = (image.astype(np.float32) - lo) / max(hi - lo, 1e-12)
+        image = np.round(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image.copy()

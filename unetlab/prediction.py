@@ -1,0 +1,189 @@
+"""Prediction with a trained model: one image of any size -> probabilities, class indices and the mask.
+
+    >>> from unetlab import predict
+    >>> result = predict("runs/isbi/checkpoints/best.pt", "slice.png")   # a checkpoint file, or a model
+    >>> result.mask      # (H, W) in the dataset's own mask values, e.g. 0 / 255
+    >>> result.probs     # (K, H, W) float32 probabilities
+
+- A checkpoint brings its `DataInfo` (channels, normalisation, class values) and the decision threshold of binary
+  models; a model straight from the registry predicts with no normalisation (integer images are only scaled to
+  [0, 1]) and gives class indices as its mask.
+- Output convention: `num_classes == 1` is one logit per pixel, sigmoid, class = probability > threshold;
+  `num_classes >= 2` are softmax logits, class = argmax.
+- Overlap-tile and test-time augmentation come from `unetlab.inference`; `Predictor` keeps the model on its device
+  for many images, and `predict` is the one-image shortcut.
+"""
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from unetlab.checkpoint import Checkpoint, load_checkpoint
+from unetlab.data.info import DataInfo
+from unetlab.data.io import read_image
+from unetlab.errors import UnetlabError
+from unetlab.inference import TestTimeAugmentation, predict_tiled, resolve_tiling
+from unetlab.models.blocks import SegmentationModel
+
+DEFAULT_THRESHOLD = 0.5
+ROWS_PER_BAND = 1024  # rows converted at a time from logits to classes: no (H, W) int64 array is ever made
+
+
+@dataclass
+class Prediction:
+    """One image's prediction, as NumPy arrays.
+
+    Attributes:
+        probs: (K, H, W) float32: the sigmoid probability of the foreground (K = 1) or the softmax over K classes.
+        classes: (H, W) class indices, uint8 (int32 past 256 classes).
+        mask: the classes in the original mask values, (H, W) uint8/uint16 or (H, W, 3) uint8 for colour masks;
+            equal to `classes` when there is no `DataInfo`.
+    """
+
+    probs: np.ndarray
+    classes: np.ndarray
+    mask: np.ndarray
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" -> the first CUDA device when there is one, else the CPU; anything else as torch reads it.
+
+    Raises:
+        UnetlabError: for a device name torch does not know, or CUDA asked for where there is none.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UnetlabError(f"device={device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnetlabError(f"device={device} asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+class Predictor:
+    """A model ready to predict many images: weights on the device, data info, threshold and tiling options.
+
+    Args:
+        model: a unetlab model (e.g. from `create_model`), a `Checkpoint`, or the path of a checkpoint file.
+        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        amp: mixed precision on CUDA (bf16 where supported, else fp16); ignored on the CPU.
+        threshold: probability above which a pixel is foreground, for binary (1-logit) models only.
+            None: the checkpoint's, else 0.5.
+        tta: average over the 8 flips and 90-degree rotations (8 times the compute).
+        tile, overlap, blend, batch_size: the window size and overlap in px, the blend of padded models, and windows
+            per forward pass (see `unetlab.inference.predict_tiled`); None: `resolve_tiling`'s defaults.
+
+    Attributes:
+        model: the network, in eval mode, on `device`. data: the `DataInfo` images are read with.
+        tile, overlap: the tiling in effect (a valid-convolution model's tile rounded up to a size it takes).
+
+    Raises:
+        UnetlabError: for an unreadable checkpoint, an invalid option, or a threshold given to a multi-class model.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module | Checkpoint | str | Path,
+        device: str | torch.device = "auto",
+        amp: bool = True,
+        threshold: float | None = None,
+        tta: bool = False,
+        tile: int | None = None,
+        overlap: int | None = None,
+        blend: str = "gaussian",
+        batch_size: int = 4,
+    ):
+        checkpoint = load_checkpoint(model) if isinstance(model, (str, Path)) else model
+        network = checkpoint.build_model() if isinstance(checkpoint, Checkpoint) else checkpoint
+        if not isinstance(network, SegmentationModel):
+            raise UnetlabError(f"cannot predict with a {type(network).__name__}; pass a unetlab model or checkpoint")
+        self.device = resolve_device(device)
+        self.model = network.to(self.device).eval()
+        self.num_classes = network.num_classes
+        known = checkpoint if isinstance(checkpoint, Checkpoint) else None
+        self.threshold = _resolve_threshold(threshold, known.threshold if known else None, self.num_classes)
+        labels = max(self.num_classes, 2)  # a binary model's one logit stands for two classes
+        self.data = known.data if known and known.data else DataInfo(network.in_channels, list(range(labels)))
+        if self.data.num_classes != labels or self.data.in_channels != network.in_channels:
+            raise UnetlabError(
+                f"the checkpoint's data info ({self.data.in_channels} channels, {self.data.num_classes} classes) does "
+                f"not match its model ({network.in_channels} channels, {labels} classes); re-save the checkpoint"
+            )
+        self.mask_values = np.asarray(self.data.classes_to_mask(np.arange(labels)))  # (labels,) or (labels, 3)
+        self.tile, self.overlap = resolve_tiling(network, tile, overlap, blend, batch_size)
+        self.tta, self.amp, self.blend, self.batch_size = tta, amp, blend, batch_size
+        self._forward = TestTimeAugmentation(self.model) if tta else self.model
+
+    def __call__(self, image: np.ndarray | str | Path, source: str | None = None, progress: bool = False) -> Prediction:
+        """Predict one image.
+
+        Args:
+            image: an (H, W) or (H, W, C) array of any dtype (8- and 16-bit integers are scaled to [0, 1], floats
+                are taken as they are), or the path of an image file. Any size, from 1 x 1 px up. Grey and colour
+                are converted to the model's channels where that is unambiguous.
+            source: the name used in error messages (default: the path, or "image").
+            progress: show a progress bar over the windows.
+
+        Raises:
+            UnetlabError: for an unreadable file, or channels that cannot be converted to the model's.
+        """
+        if isinstance(image, (str, Path)):
+            source = source or str(image)
+            image = read_image(image)
+        image = np.asarray(image)
+        if image.ndim not in (2, 3) or 0 in image.shape:
+            raise UnetlabError(f"{source or 'image'} has shape {image.shape}; pass an (H, W) or (H, W, C) image")
+        tensor = self.data.image_to_tensor(image, source or "image")  # (C, H, W) float32, normalised
+        logits = predict_tiled(
+            self._forward, tensor, self.tile, self.overlap, self.blend, self.batch_size, self.device, self.amp, progress
+        )
+        probs, classes = self._probs_and_classes(logits)
+        return Prediction(probs=probs.numpy(), classes=classes, mask=self.mask_values[classes])
+
+    def _probs_and_classes(self, logits: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
+        """Logits (K, H, W) -> probabilities (in place) and class indices (H, W), a band of rows at a time."""
+        classes = np.empty(logits.shape[1:], dtype=np.uint8 if self.num_classes <= 256 else np.int32)
+        for top in range(0, logits.shape[1], ROWS_PER_BAND):
+            band = logits[:, top : top + ROWS_PER_BAND]  # a view: (K, rows, W)
+            if self.num_classes == 1:
+                band.sigmoid_()
+                classes[top : top + ROWS_PER_BAND] = (band[0] > self.threshold).numpy()
+            else:
+                band.copy_(band.softmax(dim=0))
+                classes[top : top + ROWS_PER_BAND] = band.argmax(dim=0).numpy()
+        return logits, classes
+
+
+def predict(model: nn.Module | Checkpoint | str | Path, image: np.ndarray | str | Path, **options) -> Prediction:
+    """Segment one image of any size with a model or checkpoint: `Predictor(model, **options)(image)`.
+
+    Args:
+        model: a unetlab model, a `Checkpoint`, or a checkpoint path.
+        image: an (H, W) or (H, W, C) array, or an image file's path (see `Predictor.__call__`).
+        **options: keyword arguments of `Predictor`: device, amp, threshold, tta, tile, overlap, blend, batch_size.
+
+    Returns:
+        A `Prediction`: `probs` (K, H, W), `classes` (H, W) and `mask` in the dataset's own values.
+
+    To predict many images, build one `Predictor` and call it on each, so the model is loaded only once.
+    """
+    return Predictor(model, **options)(image)
+
+
+def _resolve_threshold(given: float | None, stored: float | None, num_classes: int) -> float | None:
+    if num_classes > 1:
+        if given is not None:
+            raise UnetlabError(
+                f"threshold={given} applies to binary (1-logit) models; this one has {num_classes} classes and "
+                "takes the most probable one"
+            )
+        return None
+    threshold = given if given is not None else stored if stored is not None else DEFAULT_THRESHOLD
+    if not 0.0 <= threshold <= 1.0:
+        raise UnetlabError(f"threshold={threshold} is not valid; it is a probability in [0, 1]")
+    return float(threshold)
