@@ -1,7 +1,8 @@
 """Validation during training: whole images, metrics on the device, and the binary decision threshold.
 
-- Each validation image goes through the model whole (`forward_whole`: mirror-padded by the border a
-  valid-convolution network consumes), so metrics are those of the images a user will segment, not of patches.
+- Each validation image is predicted whole, through the same overlap-tile path as `unetlab predict`
+  (`inference.predict_tiled`: bounded device memory, mirrored context for valid-convolution networks), so the
+  metrics are those of the images a user will segment, not of patches.
 - Metrics come from `metrics.MetricAccumulator` (per-image confusion counts on the device; one host sync at the
   end).
 - Binary (1-logit) models: the foreground probabilities of all labelled pixels are binned into histograms of
@@ -13,6 +14,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unetlab.data.info import IGNORE_INDEX
+from unetlab.inference import predict_tiled
 from unetlab.metrics import MetricAccumulator
 
 THRESHOLD_BINS = 200
@@ -38,10 +40,10 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
     loader = DataLoader(dataset, batch_size=1, num_workers=workers, pin_memory=runtime.device.type == "cuda",
                         generator=generator)  # fmt: skip
     for item in loader:
-        image = item["image"].to(runtime.device, non_blocking=True)  # (1, C, H, W)
         mask = item["mask"].to(runtime.device, non_blocking=True)  # (1, H, W)
-        with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype, enabled=runtime.amp_dtype is not None):
-            logits = forward_whole(model, image).float()  # (1, K, H, W)
+        amp = runtime.amp_dtype is not None
+        logits = predict_tiled(model, item["image"][0], device=runtime.device, amp=amp)  # (K, H, W) on the CPU
+        logits = logits[None].to(runtime.device)  # (1, K, H, W)
         loss_sum += loss_fn(logits, mask)
         if binary:
             prob = torch.sigmoid(logits[:, 0])  # (1, H, W)
@@ -75,29 +77,3 @@ def choose_threshold(negatives: torch.Tensor, positives: torch.Tensor) -> tuple[
     dice = torch.where(tp + fp + fn > 0, 2 * tp / (2 * tp + fp + fn).clamp(min=1), torch.ones_like(tp))
     best = int(dice.argmax())  # the lowest threshold among equals
     return best / bins, float(dice[best])
-
-
-def forward_whole(model, image: torch.Tensor) -> torch.Tensor:
-    """Logits (N, K, H, W) for a whole image batch (N, C, H, W), the output aligned with the input.
-
-    Valid-convolution networks see the image mirrored outwards by the border they consume (paper Fig. 2), and on
-    to a valid input size; the extra output is cropped off.
-    """
-    if model.padding == "same":
-        return model(image)
-    h, w = image.shape[-2:]
-    side = model.valid_input_size(1)
-    margin = (side - model.output_size(side)) // 2  # px consumed on each side
-    rows = mirror_indices(-margin, model.valid_input_size(h + 2 * margin) - margin, h, image.device)
-    cols = mirror_indices(-margin, model.valid_input_size(w + 2 * margin) - margin, w, image.device)
-    return model(image[..., rows[:, None], cols])[..., :h, :w]  # (N, K, h, w)
-
-
-def mirror_indices(start: int, stop: int, n: int, device=None) -> torch.Tensor:
-    """Indices start .. stop - 1 into a length-n axis mirrored at its ends without repeating the edge
-    (as `numpy.pad(mode="reflect")`, but for any distance): n = 3 gives -2..4 -> 2 1 0 1 2 1 0."""
-    i = torch.arange(start, stop, device=device)
-    if n == 1:
-        return torch.zeros_like(i)
-    i = i.remainder(2 * (n - 1))
-    return torch.where(i < n, i, 2 * (n - 1) - i)
