@@ -6,10 +6,10 @@ gradients with respect to its inputs and parameters, in the order the forward to
 `docs/twin.md`; the tests compare each pair with PyTorch autograd in float64.
 
 - Convolution is im2col + one matrix product (Chellapilla et al. 2006, "High performance convolutional neural
-  networks for document processing"); its backward scatters the columns back (col2im), the adjoint of im2col.
-- The 2x2 transposed convolution is the adjoint of a 2x2 stride-2 convolution: each input pixel paints one 2x2
-  output block, so it is one matrix product and a reshape (Dumoulin & Visin 2016, "A guide to convolution
-  arithmetic for deep learning", Sec. 4).
+  networks for document processing"); its input gradient is the transposed convolution, computed the same way
+  with the flipped kernel (Dumoulin & Visin 2016, "A guide to convolution arithmetic for deep learning", Sec. 4).
+- The 2x2 transposed convolution (the decoder's up-convolution) is the adjoint of a 2x2 stride-2 convolution:
+  each input pixel paints one 2x2 output block, so it is one matrix product and a reshape (ibid., Sec. 4.5).
 - Batch normalisation follows Ioffe & Szegedy (2015), with PyTorch's running-statistic convention.
 """
 
@@ -22,51 +22,58 @@ from unetlab.errors import UnetlabError
 # Convolutions
 
 
-def conv2d_forward(x, w, b=None, padding=0):
-    """Cross-correlation with stride 1, as `torch.nn.functional.conv2d`.
+def im2col_correlate(x, w, padding):
+    """Cross-correlation of x (N, C, H, W) with w (F, C, kh, kw) and zero padding: im2col + one matrix product.
 
-    Args:
-        x: input (N, C, H, W).
-        w: weights (F, C, kh, kw).
-        b: bias (F,), or None.
-        padding: zero padding on every side: 0 for "valid", 1 for a 3x3 "same" convolution.
-
-    Returns:
-        out (N, F, H + 2 padding - kh + 1, W + 2 padding - kw + 1) and the cache for `conv2d_backward`.
+    Returns the output (N, F, Ho, Wo) and the im2col matrix (C kh kw, N Ho Wo), whose rows are ordered (c, i, j)
+    like w.reshape(F, -1) and whose columns are (n, y, x).
     """
     F, C, kh, kw = w.shape
     xp = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding))) if padding else x  # (N, C, Hp, Wp)
     N, _, Hp, Wp = xp.shape
     Ho, Wo = Hp - kh + 1, Wp - kw + 1
-    # sliding_window_view is a strided view, (N, C, Ho, Wo, kh, kw), with no copy; the reshape below copies it
-    # into the im2col matrix. Rows are ordered (c, i, j) like w.reshape(F, -1); columns (n, y, x), so that the
-    # innermost copy runs along image rows.
+    # sliding_window_view is a strided view with no copy: windows[n, c, y, x] is the patch xp[n, c, y:y+kh, x:x+kw].
+    # The reshape below copies it into the im2col matrix; with the columns ordered (n, y, x) the innermost copy
+    # runs along image rows, which keeps it fast.
     windows = sliding_window_view(xp, (kh, kw), axis=(2, 3))  # (N, C, Ho, Wo, kh, kw)
     cols = windows.transpose(1, 4, 5, 0, 2, 3).reshape(C * kh * kw, N * Ho * Wo)  # (C kh kw, N Ho Wo)
     out = w.reshape(F, -1) @ cols  # (F, N Ho Wo)
+    return out.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3), cols  # (N, F, Ho, Wo)
+
+
+def conv2d_forward(x, w, b=None, padding=0):
+    """Cross-correlation with stride 1, as `torch.nn.functional.conv2d`, for a square kernel.
+
+    Args:
+        x: input (N, C, H, W).
+        w: weights (F, C, k, k).
+        b: bias (F,), or None.
+        padding: zero padding on every side: 0 for "valid", 1 for a 3x3 "same" convolution.
+
+    Returns:
+        out (N, F, H + 2 padding - k + 1, W + 2 padding - k + 1) and the cache for `conv2d_backward`.
+    """
+    assert w.shape[2] == w.shape[3], f"square kernels only, got {w.shape}"
+    out, cols = im2col_correlate(x, w, padding)  # (N, F, Ho, Wo)
     if b is not None:
-        out += b[:, None]
-    out = out.reshape(F, N, Ho, Wo).transpose(1, 0, 2, 3)  # (N, F, Ho, Wo)
-    return out, (x.shape, cols, w, padding, b is not None)
+        out = out + b[:, None, None]
+    return out, (cols, w, padding, b is not None)
 
 
 def conv2d_backward(dout, cache):
-    """Gradients of `conv2d_forward`: returns dx (N, C, H, W), dw (F, C, kh, kw) and db (F,) or None."""
-    x_shape, cols, w, padding, has_bias = cache
-    F, C, kh, kw = w.shape
-    N, _, Ho, Wo = dout.shape
-    dout_mat = dout.transpose(1, 0, 2, 3).reshape(F, N * Ho * Wo)  # (F, N Ho Wo)
-    dw = (dout_mat @ cols.T).reshape(w.shape)  # (F, C kh kw) -> (F, C, kh, kw)
+    """Gradients of `conv2d_forward`: returns dx (N, C, H, W), dw (F, C, k, k) and db (F,) or None.
+
+    dw correlates the input patches (the cached im2col matrix) with dout. dx is the adjoint of the forward, the
+    transposed convolution: dout correlated with the kernel flipped in space and with its in/out channels swapped,
+    padded by k - 1 - padding so that it comes back to x's size (docs/twin.md, "Convolution").
+    """
+    cols, w, padding, has_bias = cache
+    F, C, k, _ = w.shape
+    dout_mat = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N Ho Wo), columns ordered like cols'
+    dw = (dout_mat @ cols.T).reshape(w.shape)  # (F, C k k) -> (F, C, k, k)
     db = dout_mat.sum(axis=1) if has_bias else None  # (F,)
-    dcols = (w.reshape(F, -1).T @ dout_mat).reshape(C, kh, kw, N, Ho, Wo)  # (C kh kw, N Ho Wo) -> 6-D
-    # col2im, the adjoint of im2col: every column entry goes back to the input pixel it was copied from, and a
-    # pixel that sat in several windows receives the sum.
-    dxp = np.zeros((C, N, Ho + kh - 1, Wo + kw - 1), dtype=dout.dtype)  # (C, N, Hp, Wp)
-    for i in range(kh):
-        for j in range(kw):
-            dxp[:, :, i : i + Ho, j : j + Wo] += dcols[:, i, j]  # (C, N, Ho, Wo)
-    H, W = x_shape[2:]
-    dx = dxp[:, :, padding : padding + H, padding : padding + W].transpose(1, 0, 2, 3)  # (N, C, H, W)
+    w_adjoint = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, k, k): flipped, channels swapped
+    dx, _ = im2col_correlate(dout, w_adjoint, k - 1 - padding)  # (N, C, H, W)
     return dx, dw, db
 
 
