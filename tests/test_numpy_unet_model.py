@@ -18,13 +18,8 @@ from twin_helpers import assert_twin_close
 
 from unetlab import UnetlabError, create_model
 from unetlab.models.unet import valid_output_size
-from unetlab.numpy_unet import (
-    NumpyUNet,
-    sigmoid_bce_backward,
-    sigmoid_bce_forward,
-    softmax_ce_backward,
-    softmax_ce_forward,
-)
+from unetlab.numpy_unet import NumpyUNet
+from unetlab.numpy_unet.losses import loss_and_grad
 from unetlab.numpy_unet.model import valid_output_side
 from unetlab.twin import to_torch, torch_forward
 
@@ -76,16 +71,6 @@ def torch_loss(logits, mask):
     return F.cross_entropy(logits, target)
 
 
-def twin_loss_and_dlogits(logits, mask):
-    forward, backward = (
-        (sigmoid_bce_forward, sigmoid_bce_backward)
-        if logits.shape[1] == 1
-        else (softmax_ce_forward, softmax_ce_backward)
-    )
-    loss, cache = forward(logits, mask)
-    return loss, backward(1.0, cache)
-
-
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_twin_matches_torch_logits_loss_every_gradient_and_buffer(config):
     model, twin, image, mask = make_pair(*config)
@@ -95,7 +80,7 @@ def test_twin_matches_torch_logits_loss_every_gradient_and_buffer(config):
     loss.backward()
 
     twin_logits = twin.forward(image, dropout_mask)
-    twin_loss, dlogits = twin_loss_and_dlogits(twin_logits, mask)
+    twin_loss, dlogits = loss_and_grad(twin_logits, mask, 0.0)
     grads = twin.backward(dlogits)
 
     assert_twin_close(twin_logits, logits.detach().numpy(), "logits")
@@ -118,7 +103,7 @@ def test_twin_stage_gradient_sums_the_pool_and_the_skip():
 
     model.encoders[0].register_forward_hook(keep_gradient)
     torch_loss(model(torch.from_numpy(image)), mask).backward()
-    twin.backward(twin_loss_and_dlogits(twin.forward(image), mask)[1])
+    twin.backward(loss_and_grad(twin.forward(image), mask, 0.0)[1])
     assert_twin_close(twin.stage_grads["encoders.0"], captured["g"].numpy(), "encoders.0 output gradient")
 
 
@@ -130,10 +115,10 @@ def test_twin_matches_finite_differences():
 
     def loss_at(params):
         twin.params = params
-        return twin_loss_and_dlogits(twin.forward(image, keep), mask)[0]
+        return loss_and_grad(twin.forward(image, keep), mask, 0.0)[0]
 
     params = twin.params
-    grads = twin.backward(twin_loss_and_dlogits(twin.forward(image, keep), mask)[1])
+    grads = twin.backward(loss_and_grad(twin.forward(image, keep), mask, 0.0)[1])
     rng, h = np.random.default_rng(1), 1e-6
     for key in params:
         for _ in range(2):

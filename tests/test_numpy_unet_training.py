@@ -12,7 +12,8 @@ from twin_helpers import assert_twin_close
 
 from unetlab import create_model
 from unetlab.numpy_unet import SGD, Adam, NumpyUNet, softmax_ce_backward, softmax_ce_forward
-from unetlab.numpy_unet.train import dice_score, loss_and_grad
+from unetlab.numpy_unet.losses import loss_and_grad
+from unetlab.numpy_unet.train import dice_score
 from unetlab.twin import max_errors, torch_forward
 
 OPTIMIZERS = {

@@ -17,13 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from unetlab.models import create_model
-from unetlab.numpy_unet import (
-    NumpyUNet,
-    sigmoid_bce_backward,
-    sigmoid_bce_forward,
-    softmax_ce_backward,
-    softmax_ce_forward,
-)
+from unetlab.numpy_unet import NumpyUNet
+from unetlab.numpy_unet.losses import loss_and_grad
 
 
 def to_torch(twin: NumpyUNet) -> torch.nn.Module:
@@ -130,13 +125,8 @@ def check_twin(model: torch.nn.Module, image: np.ndarray, mask: np.ndarray, seed
     grads["input"] = x.grad.numpy()
 
     twin_logits = twin.forward(image, dropout_mask)
-    forward, backward = (
-        (sigmoid_bce_forward, sigmoid_bce_backward)
-        if model.num_classes == 1
-        else (softmax_ce_forward, softmax_ce_backward)
-    )
-    twin_loss, cache = forward(twin_logits, mask)
-    twin_grads = twin.backward(backward(1.0, cache))
+    twin_loss, dlogits = loss_and_grad(twin_logits, mask, dice_weight=0.0)  # the same BCE or CE
+    twin_grads = twin.backward(dlogits)
 
     rows = [ErrorRow("forward", n, outputs[n].shape, *max_errors(twin.stage_outputs[n], outputs[n])) for n in stages]
     rows += [

@@ -6,6 +6,7 @@ the backward is the short closed form (llm.c `crossentropy_softmax_backward`).
 
 - `sigmoid_bce`: one logit per pixel (num_classes = 1), as `F.binary_cross_entropy_with_logits`.
 - `softmax_ce`: K >= 2 logits per pixel, as `F.cross_entropy`.
+- `loss_and_grad`: cross-entropy + weighted soft Dice and the summed gradient, for training loops.
 - `soft_dice`: 1 - mean over classes of the soft Dice coefficient (Milletari et al. 2016, "V-Net", eq. 1 without
   the squares), on sigmoid or softmax probabilities.
 
@@ -121,3 +122,28 @@ def soft_dice_backward(dloss, cache):
     if K == 1:
         return dp * p * (1 - p)  # (N, 1, H, W)
     return p * (dp - (p * dp).sum(axis=1, keepdims=True))  # (N, K, H, W): softmax Jacobian-vector product
+
+
+def loss_and_grad(logits: np.ndarray, mask: np.ndarray, dice_weight: float) -> tuple[float, np.ndarray]:
+    """Cross-entropy (binary for K = 1) + dice_weight * soft Dice, and its gradient at the logits, in one call.
+
+    Args:
+        logits: (N, K, H, W).
+        mask: (N, H, W) int: 0/1 for K = 1, class indices for K >= 2.
+        dice_weight: weight of the soft Dice term; 0 leaves the cross-entropy alone.
+
+    Returns:
+        The loss (a float) and dlogits (N, K, H, W).
+    """
+    ce_forward, ce_backward = (
+        (sigmoid_bce_forward, sigmoid_bce_backward)
+        if logits.shape[1] == 1
+        else (softmax_ce_forward, softmax_ce_backward)
+    )
+    loss, cache = ce_forward(logits, mask)
+    dlogits = ce_backward(1.0, cache)  # (N, K, H, W)
+    if dice_weight:
+        dice_loss, dice_cache = soft_dice_forward(logits, mask)
+        loss += dice_weight * dice_loss
+        dlogits += soft_dice_backward(dice_weight, dice_cache)  # the two losses' gradients add
+    return loss, dlogits

@@ -3,8 +3,8 @@
 What `unetlab twin train` runs. The order follows nanoGPT's `train.py`: batch -> forward -> loss -> backward ->
 step -> log -> periodic evaluation. The data are arrays held in memory (the command generates them).
 
-- Loss: cross-entropy (binary for one output channel) plus `dice_weight` times the soft Dice loss; both are
-  the fused losses of `losses.py`, so their gradients add at the logits.
+- Loss: cross-entropy (binary for one output channel) plus `dice_weight` times the soft Dice loss
+  (`losses.loss_and_grad`).
 - Validation score: the Dice coefficient of the hard prediction over the whole validation set (pixels of all
   images pooled), averaged over the foreground classes 1 .. K-1 (the one foreground class for K = 1 or 2). A
   class absent from both truth and prediction scores 1.
@@ -18,14 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from unetlab.errors import UnetlabError
-from unetlab.numpy_unet.losses import (
-    sigmoid_bce_backward,
-    sigmoid_bce_forward,
-    soft_dice_backward,
-    soft_dice_forward,
-    softmax_ce_backward,
-    softmax_ce_forward,
-)
+from unetlab.numpy_unet.losses import loss_and_grad
 from unetlab.numpy_unet.model import NumpyUNet
 from unetlab.numpy_unet.optim import Adam
 
@@ -38,22 +31,6 @@ class TwinTrainConfig:
     dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * soft Dice; 0 = cross-entropy only
     eval_every: int = 100  # steps between validation runs; 0 = only after the last step
     seed: int = 0  # seeds the batch order
-
-
-def loss_and_grad(logits: np.ndarray, mask: np.ndarray, dice_weight: float) -> tuple[float, np.ndarray]:
-    """The training loss and its gradient with respect to the logits (N, K, H, W); mask (N, H, W) int."""
-    ce_forward, ce_backward = (
-        (sigmoid_bce_forward, sigmoid_bce_backward)
-        if logits.shape[1] == 1
-        else (softmax_ce_forward, softmax_ce_backward)
-    )
-    loss, cache = ce_forward(logits, mask)
-    dlogits = ce_backward(1.0, cache)  # (N, K, H, W)
-    if dice_weight:
-        dice_loss, dice_cache = soft_dice_forward(logits, mask)
-        loss += dice_weight * dice_loss
-        dlogits += soft_dice_backward(dice_weight, dice_cache)  # the two losses' gradients add
-    return loss, dlogits
 
 
 def crop_to(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
