@@ -1,0 +1,221 @@
+"""Training and validation datasets: `DataConfig` -> `build_datasets` -> (train_ds, val_ds, DataInfo).
+
+- Training items are random square patches (`patch_size`), reflect-padded when the image is smaller, optionally
+  centred on a foreground pixel (nnU-Net's oversampling, Isensee et al. 2021, "Patch sampling"). They are not
+  augmented: augmentation runs on whole batches (`unetlab.data.transforms`). The patch position comes from a NumPy
+  generator seeded with (seed, epoch, index), so DataLoader workers and resumed runs draw the same patches; the
+  trainer calls `train_ds.set_epoch(epoch)` before each epoch (with `persistent_workers=False`, the default, so
+  that the workers receive the new epoch).
+- Validation items are whole images (sizes may differ between items), for full-image evaluation.
+- Items are dicts: "image" float32 (C, H, W) normalised, "mask" int64 (H, W) class indices with IGNORE_INDEX for
+  unlabelled pixels, and "weight" float32 (H, W), the U-Net paper's weight map (Ronneberger et al. 2015, eq. 2),
+  when `DataConfig.weight_map` is set.
+- Sources: the built-in synthetic data (`unetlab.data.synthetic`, generated on the fly) or a folder of images and
+  masks (`unetlab.data.folders`). With `cache=True` every image, mask and weight map is prepared once in
+  `build_datasets` and kept in memory; otherwise each item is read (or generated) when asked for.
+"""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from unetlab.data import synthetic
+from unetlab.data.info import DataInfo
+from unetlab.data.sources import FolderSource, SyntheticSource, folder_sources
+from unetlab.errors import UnetlabError
+from unetlab.weight_map import border_weight_map
+
+
+@dataclass
+class DataConfig:
+    # What to load.
+    source: str = "synthetic-cells"  # "synthetic-cells", "synthetic-shapes", or a dataset folder DIR
+    image_dir: str = "images"  # image folder under DIR (or under DIR/<split>), or an absolute path
+    mask_dir: str = "masks"  # mask folder, like image_dir
+    # Validation split of a folder dataset: DIR/val if it exists, else val_list, else a seeded random fraction.
+    val_list: str | None = None  # text file naming the validation images, one stem or file name per line
+    val_fraction: float = 0.2  # share of the pairs held out for validation (typical 0.1-0.2); 0 = no validation
+    # Mask encoding of a folder dataset.
+    class_values: list | None = None  # mask value of each class in order, ints or [r, g, b]; None = values found
+    class_names: list[str] | None = None  # one name per class, e.g. ["background", "cell"]; None = no names
+    ignore_values: list = field(default_factory=list)  # unlabelled mask values, e.g. [255], or a class name ["void"]
+    # Normalisation, per channel on the [0, 1] scale (8-bit / 255, 16-bit / 65535).
+    mean: list[float] | None = None  # fixed means (one value = every channel); None = training split's, computed once
+    std: list[float] | None = None  # fixed standard deviations, like mean; mean=[0], std=[1] turns normalisation off
+    # Training patches.
+    patch_size: int = 128  # side of the square patch in pixels (typical 128-512)
+    patches_per_image: int = 1  # patches per image per epoch: len(train_ds) = training images * this
+    foreground_fraction: float = 0.33  # chance that a patch is centred on a foreground (class >= 1) pixel; 0 = uniform
+    # The paper's weight map (eq. 2), returned as item["weight"] for a pixel-weighted cross-entropy.
+    weight_map: bool = False  # add "weight" to every item (train and val)
+    weight_w0: float = 10.0  # w0: weight of the border term (paper: 10)
+    weight_sigma: float = 5.0  # sigma in pixels (paper: 5)
+    # Synthetic sources.
+    num_train: int = 64  # training images
+    num_val: int = 16  # validation images
+    image_size: int = 128  # image side in pixels
+    # Other.
+    cache: bool = True  # prepare all items once in build_datasets and keep them in memory (off for huge datasets)
+    seed: int = 0  # synthetic images, the random validation fraction and the patch positions (>= 0)
+
+
+def build_datasets(cfg: DataConfig) -> tuple["PatchDataset", "ImageDataset", DataInfo]:
+    """The training patches, the validation images and the dataset's `DataInfo`.
+
+    Raises:
+        UnetlabError: naming the option or file at fault (missing folder, unpaired or unreadable files, unknown mask
+            values, inconsistent class names, ...).
+    """
+    _check_config(cfg)
+    if cfg.source.startswith("synthetic-"):
+        kind = cfg.source.removeprefix("synthetic-")
+        if kind not in synthetic.KINDS:
+            raise UnetlabError(f"source {cfg.source!r} is unknown; use synthetic-cells, synthetic-shapes or a folder")
+        train_src = SyntheticSource(kind, cfg.seed, cfg.image_size, start=0, count=cfg.num_train)
+        val_src = SyntheticSource(kind, cfg.seed, cfg.image_size, start=cfg.num_train, count=cfg.num_val)
+        names = synthetic.CLASS_NAMES[kind]
+        info = DataInfo(synthetic.CHANNELS[kind], list(range(len(names))), class_names=list(names))
+    else:
+        train_src, val_src, info = folder_sources(cfg)
+    train_ds = PatchDataset(train_src, info, cfg)
+    val_ds = ImageDataset(val_src, info, cfg)
+    info.mean, info.std = _normalisation(cfg, train_ds, info.in_channels)
+    return train_ds, val_ds, info
+
+
+class ImageDataset(torch.utils.data.Dataset):
+    """Whole images: item i is {"image" (C, H, W), "mask" (H, W)[, "weight" (H, W)]} of source image i."""
+
+    def __init__(self, source: SyntheticSource | FolderSource, info: DataInfo, cfg: DataConfig):
+        self.source, self.info = source, info
+        self.weight = (cfg.weight_w0, cfg.weight_sigma) if cfg.weight_map else None
+        self._items = [self._prepare(i) for i in range(len(source))] if cfg.cache else None
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def load(self, i: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Image i as (H, W, C) array in its stored dtype, int16 class mask (H, W), float32 weight map or None."""
+        return self._items[i] if self._items is not None else self._prepare(i)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return self._to_item(*self.load(i), self.source.name(i))
+
+    def _prepare(self, i: int):
+        image, classes, instances = self.source.load(i)
+        weight = None
+        if self.weight is not None:
+            w0, sigma = self.weight
+            weight = border_weight_map(classes, instances, w0=w0, sigma=sigma)
+        return image, classes.astype(np.int16), weight  # int16 holds K <= 256 classes and IGNORE_INDEX
+
+    def _to_item(self, image, classes, weight, name: str) -> dict[str, torch.Tensor]:
+        item = {"image": self.info.image_to_tensor(image, name), "mask": torch.from_numpy(classes.astype(np.int64))}
+        if weight is not None:
+            item["weight"] = torch.from_numpy(np.ascontiguousarray(weight))
+        return item
+
+
+class PatchDataset(ImageDataset):
+    """Random training patches: item i is a `patch_size` patch of image i % images, drawn afresh each epoch."""
+
+    def __init__(self, source: SyntheticSource | FolderSource, info: DataInfo, cfg: DataConfig):
+        super().__init__(source, info, cfg)
+        self.patch_size, self.patches_per_image = cfg.patch_size, cfg.patches_per_image
+        self.foreground_fraction, self.seed, self.epoch = cfg.foreground_fraction, cfg.seed, 0
+
+    def __len__(self) -> int:
+        return len(self.source) * self.patches_per_image
+
+    def set_epoch(self, epoch: int) -> None:
+        """Draw the patches of `epoch` (>= 0) from now on; call it before iterating the DataLoader each epoch."""
+        self.epoch = epoch
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        if not 0 <= i < len(self):
+            raise IndexError(f"patch {i} out of range for {len(self)} patches")
+        rng = np.random.default_rng([self.seed, self.epoch, i])
+        image, classes, weight = self.load(i % len(self.source))
+        centre = None
+        if rng.random() < self.foreground_fraction:
+            present = np.unique(classes[classes > 0])
+            if len(present):  # a class first, then one of its pixels, so that rare classes are seen too
+                pixels = np.flatnonzero(classes == rng.choice(present))
+                centre = np.unravel_index(rng.choice(pixels), classes.shape)
+        windows = [_window(n, self.patch_size, c, rng) for n, c in zip(classes.shape, centre or (None, None))]
+        image, classes = _crop(image, windows), _crop(classes, windows)
+        weight = _crop(weight, windows) if weight is not None else None
+        return self._to_item(image, classes, weight, self.source.name(i % len(self.source)))
+
+
+def _window(length: int, patch: int, centre: int | None, rng: np.random.Generator) -> tuple[int, int, int, int]:
+    """(start, stop, pad_before, pad_after) of a patch along one axis of `length` pixels."""
+    if length < patch:  # the whole axis, at a random place in the patch; the rest is reflected
+        before = int(rng.integers(0, patch - length + 1))
+        return 0, length, before, patch - length - before
+    if centre is None:
+        start = int(rng.integers(0, length - patch + 1))
+    else:  # centred on the chosen pixel, moved inside the image near the borders
+        start = int(np.clip(centre - patch // 2, 0, length - patch))
+    return start, start + patch, 0, 0
+
+
+def _crop(array: np.ndarray, windows) -> np.ndarray:
+    """Crop the first two axes of `array` to `windows` and reflect-pad them to the patch size."""
+    (y0, y1, top, bottom), (x0, x1, left, right) = windows
+    crop = array[y0:y1, x0:x1]  # (h, w[, C])
+    pad = [(top, bottom), (left, right)] + [(0, 0)] * (array.ndim - 2)
+    return np.pad(crop, pad, mode="reflect") if top or bottom or left or right else crop  # (P, P[, C])
+
+
+def _normalisation(cfg: DataConfig, train_ds: ImageDataset, channels: int) -> tuple[list[float], list[float]]:
+    """(mean, std) per channel: the fixed values of `cfg`, or those of every training pixel, computed once."""
+    mean, std = cfg.mean, cfg.std
+    if mean is None or std is None:
+        if len(train_ds.source) == 0:
+            raise UnetlabError("no training images to compute the normalisation from; give mean and std")
+        sums, squares, count = np.zeros(channels), np.zeros(channels), 0  # of x and x^2, on the [0, 1] scale
+        for i in range(len(train_ds.source)):
+            image = train_ds.info.image_to_tensor(train_ds.load(i)[0]).double()  # (C, H, W), not yet normalised
+            sums += image.sum((1, 2)).numpy()
+            squares += image.square().sum((1, 2)).numpy()
+            count += image[0].numel()
+        mean = (sums / count).tolist() if mean is None else mean
+        std = np.sqrt(np.maximum(squares / count - (sums / count) ** 2, 1e-12)).tolist() if std is None else std
+    return _per_channel(mean, channels, "mean"), _per_channel(std, channels, "std")
+
+
+def _per_channel(values: list[float], channels: int, option: str) -> list[float]:
+    values = [float(v) for v in values]
+    if len(values) == 1:
+        return values * channels
+    if len(values) != channels:
+        raise UnetlabError(
+            f"{option} has {len(values)} values but the images have {channels} channels; give 1 or {channels}"
+        )
+    return values
+
+
+def _check_config(cfg: DataConfig) -> None:
+    rules = [
+        (cfg.patch_size >= 1, "patch_size must be >= 1 (pixels)"),
+        (cfg.patches_per_image >= 1, "patches_per_image must be >= 1"),
+        (0 <= cfg.foreground_fraction <= 1, "foreground_fraction must be in [0, 1]"),
+        (0 <= cfg.val_fraction < 1, "val_fraction must be in [0, 1)"),
+        (cfg.num_train >= 1 and cfg.num_val >= 0, "num_train must be >= 1 and num_val >= 0"),
+        (cfg.image_size >= 32, "image_size must be >= 32 (pixels)"),
+        (cfg.seed >= 0, "seed must be >= 0"),
+        (cfg.weight_w0 >= 0 and cfg.weight_sigma > 0, "weight_w0 must be >= 0 and weight_sigma > 0"),
+        (cfg.std is None or all(s > 0 for s in cfg.std), "std values must be > 0"),
+        (
+            not cfg.source.startswith("synthetic-") or not (cfg.val_list or cfg.class_values or cfg.ignore_values),
+            "val_list, class_values and ignore_values apply to folder datasets, not to synthetic sources",
+        ),
+    ]
+    for ok, message in rules:
+        if not ok:
+            raise UnetlabError(f"data option {message}")
+    if not cfg.source.startswith("synthetic-") and not Path(cfg.source).is_dir():
+        raise UnetlabError(f"source {cfg.source!r} not found; give a dataset folder, synthetic-cells or synthetic-shapes")

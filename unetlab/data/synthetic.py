@@ -1,0 +1,158 @@
+"""Built-in synthetic datasets: deterministic images and masks drawn from a seed, so that tests, the main job and
+smoke runs need no files. Pure NumPy (the NumPy twin imports this module), no torch.
+
+- "cells" (binary, 1 channel): blob-shaped cells that touch their neighbours, separated by thin (2 px) gaps, on a
+  textured background, with uneven illumination, blur and noise. Class 1 = cell, 0 = background and the gaps
+  between touching cells. This is the case the U-Net paper's weight map exists for (Ronneberger et al. 2015,
+  Sec. 3 and Fig. 3): the gaps are few pixels, easy to miss, and separate the instances.
+  `generate_cell_instances` gives the instance labels too (0 = background, 1..n = cells).
+- "shapes" (multi-class, 3 channels, RGB): discs, squares and triangles (classes 1, 2, 3) on a textured
+  background (class 0), each class with its own tint plus a random colour jitter, so that shape and colour
+  both matter; later shapes cover earlier ones.
+
+Every image is float32 (C, H, W) in [0, 1] and every mask int64 (H, W); the same (kind, index, seed, size) always
+gives the same arrays, on any machine.
+"""
+
+import numpy as np
+
+KINDS = ("cells", "shapes")
+CHANNELS = {"cells": 1, "shapes": 3}  # image channels C of each kind
+CLASS_NAMES = {"cells": ["background", "cell"], "shapes": ["background", "disc", "square", "triangle"]}
+
+
+def generate(kind: str, index: int, *, seed: int = 0, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """One synthetic image and its mask.
+
+    Args:
+        kind: "cells" or "shapes".
+        index: which image of the dataset (>= 0); different indices give independent images.
+        seed: dataset seed (>= 0).
+        size: image side in pixels (>= 32); object sizes are in pixels and do not scale with it, so larger images
+            hold more objects.
+
+    Returns:
+        image float32 (C, size, size) in [0, 1], C = `CHANNELS[kind]`; mask int64 (size, size) of class indices
+        0 .. len(CLASS_NAMES[kind]) - 1.
+    """
+    if kind == "cells":
+        image, instances = _cells(_rng(kind, index, seed, size), size)
+        return image, (instances > 0).astype(np.int64)
+    if kind == "shapes":
+        return _shapes(_rng(kind, index, seed, size), size)
+    raise ValueError(f"unknown synthetic kind {kind!r}; use one of {', '.join(KINDS)}")
+
+
+def generate_cell_instances(index: int, *, seed: int = 0, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
+    """The image of `generate("cells", index, seed=seed, size=size)` and its instance labels.
+
+    Returns:
+        image float32 (1, size, size); instances int64 (size, size), 0 = background, 1..n = cells (the mask is
+        `instances > 0`).
+    """
+    return _cells(_rng("cells", index, seed, size), size)
+
+
+def _rng(kind: str, index: int, seed: int, size: int) -> np.random.Generator:
+    if kind not in KINDS:
+        raise ValueError(f"unknown synthetic kind {kind!r}; use one of {', '.join(KINDS)}")
+    if min(index, seed) < 0 or size < 32:
+        raise ValueError(f"synthetic data needs index >= 0, seed >= 0 and size >= 32, got {index}, {seed}, {size}")
+    return np.random.default_rng([seed, index, size, KINDS.index(kind)])
+
+
+def _cells(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    centres, radii = _scatter(rng, size, count=round(24 * (size / 128) ** 2), min_gap=14.0, radius=(10.0, 16.0))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    dy, dx = yy - centres[:, 0, None, None], xx - centres[:, 1, None, None]  # (n, H, W) each
+    angle = np.arctan2(dy, dx)
+    # Blob outlines: a radius that wobbles with the angle (random 2nd and 3rd harmonics).
+    wobble = np.zeros_like(angle)
+    for k in (2, 3):
+        amp, phase = rng.uniform(0.0, 0.12, (2, len(radii)))
+        wobble += amp[:, None, None] * np.cos(k * angle + 2 * np.pi * phase[:, None, None])
+    reach = np.hypot(dy, dx) / (radii[:, None, None] * (1 + wobble))  # < 1 inside cell i's blob; (n, H, W)
+    nearest = reach.argmin(axis=0)
+    labels = np.where(reach.min(axis=0) < 1, nearest + 1, 0)  # (H, W); neighbours meet on a curved Voronoi edge
+    # Open a 2 px gap wherever two cells touch: clear a pixel when a 4-neighbour belongs to another cell.
+    padded = np.pad(labels, 1)
+    neighbours = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])  # (4, H, W)
+    touching = ((neighbours != labels) & (neighbours > 0)).any(axis=0) & (labels > 0)
+    instances = np.where(touching, 0, labels).astype(np.int64)
+
+    # Texture: each cell has its own brightness, a darker off-centre nucleus and a granular inside; edges fade.
+    brightness = rng.uniform(0.4, 0.8, len(radii)).astype(np.float32)
+    nucleus = rng.uniform(-0.4, 0.4, (len(radii), 2)).astype(np.float32) * radii[:, None]
+    inside_reach = np.take_along_axis(reach, nearest[None], axis=0)[0]
+    nuc_dist = np.hypot(dy - nucleus[:, 0, None, None], dx - nucleus[:, 1, None, None])
+    in_nucleus = np.take_along_axis(nuc_dist, nearest[None], axis=0)[0] < 0.35 * radii[nearest]
+    cell = brightness[nearest] * (1 - 0.25 * in_nucleus) * np.clip((1 - inside_reach) * radii[nearest] / 2, 0.6, 1)
+    cell = cell * (1 + 0.15 * _value_noise(rng, size, cells=size // 6))
+    background = 0.3 + 0.12 * _value_noise(rng, size, cells=6)
+    # Debris: small bright specks in the background, as bright as cells but too small to be cells (class 0).
+    debris_centres, debris_radii = _scatter(
+        rng, size, count=round(10 * (size / 128) ** 2), min_gap=6.0, radius=(1.5, 4.0)
+    )
+    for (cy, cx), r in zip(debris_centres, debris_radii):
+        speck = (np.hypot(yy - cy, xx - cx) < r) & (labels == 0)
+        background = np.where(speck, rng.uniform(0.45, 0.8), background)
+    image = np.where(instances > 0, cell, background)
+    image = image * (1 + 0.35 * _value_noise(rng, size, cells=2))  # uneven illumination
+    image = _blur(image) + rng.normal(0, 0.08, image.shape)
+    return np.clip(image, 0, 1).astype(np.float32)[None], instances
+
+
+def _shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
+    tints = np.array([[0.9, 0.35, 0.3], [0.3, 0.8, 0.35], [0.35, 0.4, 0.9]], dtype=np.float32)  # classes 1, 2, 3
+    centres, radii = _scatter(rng, size, count=round(6 * (size / 128) ** 2), min_gap=12.0, radius=(7.0, 18.0))
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    mask = np.zeros((size, size), np.int64)
+    image = 0.45 + 0.1 * np.stack([_value_noise(rng, size, cells=6) for _ in range(3)])  # (3, H, W) background
+    for (cy, cx), r in zip(centres, radii):
+        cls = int(rng.integers(1, 4))
+        theta = rng.uniform(0, 2 * np.pi)
+        u = np.cos(theta) * (xx - cx) + np.sin(theta) * (yy - cy)  # coordinates in the shape's rotated frame
+        v = -np.sin(theta) * (xx - cx) + np.cos(theta) * (yy - cy)
+        if cls == 1:
+            inside = u**2 + v**2 < r**2
+        elif cls == 2:
+            inside = np.maximum(abs(u), abs(v)) < 0.8 * r
+        else:  # equilateral triangle with circumradius r: three half-planes
+            normals = [
+                (np.cos(a), np.sin(a)) for a in (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3)
+            ]
+            inside = np.all([nu * u + nv * v < r / 2 for nu, nv in normals], axis=0)
+        colour = np.clip(tints[cls - 1] + rng.uniform(-0.2, 0.2, 3), 0, 1).astype(np.float32)
+        mask[inside] = cls
+        image[:, inside] = colour[:, None] * (0.9 + 0.1 * _value_noise(rng, size, cells=16)[inside])
+    image = np.stack([_blur(c) for c in image]) + rng.normal(0, 0.05, image.shape)
+    return np.clip(image, 0, 1).astype(np.float32), mask
+
+
+def _scatter(rng, size, count, min_gap, radius) -> tuple[np.ndarray, np.ndarray]:
+    """Up to `count` centres (n, 2) at least `min_gap` px apart (dart throwing), and their radii (n,)."""
+    centres = []
+    for candidate in rng.uniform(0, size, (count * 20, 2)):
+        if all(np.hypot(*(candidate - c)) >= min_gap for c in centres):
+            centres.append(candidate)
+            if len(centres) == count:
+                break
+    radii = rng.uniform(*radius, len(centres))
+    return np.array(centres, np.float32).reshape(-1, 2), radii.astype(np.float32)
+
+
+def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
+    """Smooth noise in [-1, 1], (size, size): uniform values on a (cells + 1)^2 grid, interpolated bilinearly."""
+    grid = rng.uniform(-1, 1, (cells + 1, cells + 1)).astype(np.float32)
+    t = np.linspace(0, cells, size, dtype=np.float32)
+    i = np.minimum(t.astype(int), cells - 1)
+    f = t - i
+    rows = grid[i] * (1 - f)[:, None] + grid[i + 1] * f[:, None]  # (size, cells + 1)
+    return rows[:, i] * (1 - f) + rows[:, i + 1] * f
+
+
+def _blur(image: np.ndarray) -> np.ndarray:
+    """3 x 3 binomial blur of an (H, W) array, edges replicated."""
+    p = np.pad(image, 1, mode="edge")
+    rows = (p[:-2] + 2 * p[1:-1] + p[2:]) / 4  # (H, W + 2)
+    return (rows[:, :-2] + 2 * rows[:, 1:-1] + rows[:, 2:]) / 4
