@@ -41,7 +41,7 @@ def test_twin_check_exits_1_when_an_error_exceeds_the_tolerance(capsys):
         (["twin", "check", *SMALL, "--input", "3,44,44"], "give 1,H,W"),
         (["twin", "check", "--batch", "0"], "--batch 0 is not valid"),
         (["twin", "train", "--checkpointing"], "the NumPy twin has no option checkpointing"),
-        (["twin", "train", "--size", "4"], "--size 4 is not valid; use 8 or more"),
+        (["twin", "train", "--size", "16"], "--size 16 is not valid; use 32 or more"),
     ],
 )
 def test_twin_mistakes_are_one_line_errors_with_exit_2(capsys, args, message):
@@ -49,3 +49,10 @@ def test_twin_mistakes_are_one_line_errors_with_exit_2(capsys, args, message):
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
 
+
+def test_twin_train_smoke_reports_validation_dice(capsys):
+    args = ["--size", "32", "--train-images", "4", "--val-images", "2", "--steps", "2", "--batch-size", "2"]
+    assert main(["twin", "train", *args, "--depth", "1", "--base-channels", "2", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "synthetic cells 32x32, 4 train / 2 val images" in out
+    assert "validation Dice" in out and "after 2 steps" in out

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from twin_helpers import assert_twin_close
 
-from unetlab import create_model
+from unetlab import create_model, metrics
+from unetlab.metrics import confusion_counts
 from unetlab.numpy_unet import SGD, Adam, NumpyUNet, softmax_ce_backward, softmax_ce_forward
 from unetlab.numpy_unet.losses import loss_and_grad
 from unetlab.numpy_unet.train import dice_score
@@ -100,8 +101,19 @@ def test_loss_and_grad_adds_dice_to_cross_entropy():
     assert_twin_close(dlogits, z.grad.numpy(), "dlogits")
 
 
-def test_dice_score_pools_pixels_and_scores_absent_classes_as_one():
+def test_dice_score_equals_unetlab_metrics_per_class_dice_over_the_foreground():
+    rng = np.random.default_rng(0)
+    for classes in (1, 2, 4):
+        k = max(classes, 2)
+        pred, mask = rng.integers(0, k, (3, 8, 8)), rng.integers(0, k, (3, 8, 8))
+        mask[mask == k - 1] = 0  # class k - 1 absent from the truth, still predicted
+        counts = confusion_counts(torch.from_numpy(pred), torch.from_numpy(mask), k)
+        expected = metrics.dice(*counts, reduction="per-class")[1:].nanmean().item()
+        assert dice_score(pred, mask, classes) == pytest.approx(expected, rel=1e-12)
+
+
+def test_dice_score_leaves_out_classes_absent_from_truth_and_prediction():
     mask = np.array([[[0, 1], [1, 1]]])
-    assert dice_score(mask, mask, 2) == 1.0
+    assert dice_score(mask, mask, 3) == 1.0  # class 2 is undefined, not a perfect 1 nor a 0
     assert dice_score(np.array([[[0, 1], [0, 0]]]), mask, 1) == pytest.approx(2 * 1 / (2 * 1 + 2))
-    assert dice_score(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), 3) == 1.0
+    assert np.isnan(dice_score(np.zeros((1, 2, 2)), np.zeros((1, 2, 2)), 2))

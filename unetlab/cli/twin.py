@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from unetlab.cli.common import add_model_options, model_kwargs, parse_shape
+from unetlab.data.synthetic import generate
 from unetlab.errors import UnetlabError
 from unetlab.models import create_model, model_options
 from unetlab.numpy_unet import NumpyUNet
@@ -56,7 +57,7 @@ def add_parser(subparsers) -> None:
     )
     train.add_argument("--model", choices=TWIN_MODELS, default="unet", help="registered model whose options to use")
     # data
-    train.add_argument("--size", type=int, default=64, help="image side in px")
+    train.add_argument("--size", type=int, default=64, help="image side in px (32 or more)")
     train.add_argument("--train-images", type=int, default=256, help="synthetic training images")
     train.add_argument("--val-images", type=int, default=64, help="synthetic validation images")
     # optimisation
@@ -108,7 +109,7 @@ def run_check(args) -> int:
 
 def run_train(args) -> int:
     for option, value, low in (
-        ("--size", args.size, 8),
+        ("--size", args.size, 32),
         ("--train-images", args.train_images, 1),
         ("--val-images", args.val_images, 1),
         ("--steps", args.steps, 1),
@@ -145,8 +146,6 @@ def run_train(args) -> int:
 
 def _cells(indices, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """Synthetic cell images (n, C, size, size) float32 and masks (n, size, size) int64."""
-    from unetlab.data.synthetic import generate  # TODO: move to the top once data/synthetic.py is on main
-
     pairs = [generate("cells", i, seed=seed, size=size) for i in indices]
     return np.stack([p[0] for p in pairs]).astype(np.float32), np.stack([p[1] for p in pairs]).astype(np.int64)
 

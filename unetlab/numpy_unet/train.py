@@ -7,7 +7,8 @@ step -> log -> periodic evaluation. The data are arrays held in memory (the comm
   (`losses.loss_and_grad`).
 - Validation score: the Dice coefficient of the hard prediction over the whole validation set (pixels of all
   images pooled), averaged over the foreground classes 1 .. K-1 (the one foreground class for K = 1 or 2). A
-  class absent from both truth and prediction scores 1.
+  class absent from both truth and prediction is undefined and left out of the mean, the convention of
+  `unetlab.metrics` (whose per-class Dice the tests compare this with).
 - Valid-padding nets predict the centre of their input, so masks are centre-cropped to the output size.
 """
 
@@ -51,13 +52,22 @@ def predict(twin: NumpyUNet, images: np.ndarray, batch_size: int) -> np.ndarray:
 
 
 def dice_score(pred: np.ndarray, mask: np.ndarray, num_classes: int) -> float:
-    """Dice of hard labels over all pixels pooled, averaged over the foreground classes (see module docstring)."""
+    """Dice of hard labels over all pixels pooled, averaged over the foreground classes (see module docstring).
+
+    Args:
+        pred, mask: (N, H, W) class indices (0/1 for a one-channel model).
+        num_classes: K of the model.
+
+    Returns:
+        The mean over classes 1 .. max(K, 2) - 1 of 2 TP / (2 TP + FP + FN); NaN if every class is undefined.
+    """
     scores = []
     for k in range(1, max(num_classes, 2)):
         tp = np.sum((pred == k) & (mask == k))
         fp_fn = np.sum((pred == k) != (mask == k))  # false positives + false negatives
-        scores.append(1.0 if tp + fp_fn == 0 else 2 * tp / (2 * tp + fp_fn))
-    return float(np.mean(scores))
+        if tp + fp_fn:  # else the class is absent from truth and prediction: undefined, left out
+            scores.append(2 * tp / (2 * tp + fp_fn))
+    return float(np.mean(scores)) if scores else float("nan")
 
 
 def train_twin(twin: NumpyUNet, cfg: TwinTrainConfig, train_data, val_data, progress: bool = True) -> dict:
