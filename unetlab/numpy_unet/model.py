@@ -37,6 +37,7 @@ from unetlab.numpy_unet.layers import (
     upconv2x2_forward,
 )
 from unetlab.numpy_unet.weights import check_state, init_state, is_buffer, state_dict_to_numpy, state_shapes
+from unetlab.options import PADDINGS, UPSAMPLINGS, check_choice, check_positive_ints, parse_norm
 
 
 def valid_output_side(side: int, depth: int) -> int | None:
@@ -87,25 +88,16 @@ class NumpyUNet:
         seed: int = 0,
         dtype=np.float32,
     ):
-        norm = None if norm in (None, "none", "None") else norm
-        for option, value, choices in (
-            ("padding", padding, ("same", "valid")),
-            ("norm", norm, (None, "batch")),
-            ("upsample", upsample, ("transpose",)),
-        ):
-            if value not in choices:
+        check_choice("padding", padding, PADDINGS)
+        check_choice("upsample", upsample, UPSAMPLINGS)
+        norm = parse_norm(norm)
+        check_positive_ints(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth)
+        for option, value, implemented in (("norm", norm, (None, "batch")), ("upsample", upsample, ("transpose",))):
+            if value not in implemented:
                 raise UnetlabError(
-                    f"{option}={value!r} is not supported by the NumPy twin; choose one of "
-                    f"{', '.join('none' if c is None else repr(c) for c in choices)} (those of unet-classic and unet)"
+                    f"{option}={value!r} is not supported by the NumPy twin; it implements "
+                    f"{' and '.join('none' if c is None else repr(c) for c in implemented)} (unet-classic and unet)"
                 )
-        for option, value in (
-            ("in_channels", in_channels),
-            ("num_classes", num_classes),
-            ("base_channels", base_channels),
-            ("depth", depth),
-        ):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise UnetlabError(f"{option}={value!r} is not valid; it must be a positive integer")
         if not 0.0 <= dropout < 1.0:
             raise UnetlabError(f"dropout={dropout!r} is not valid; it is a probability in [0, 1)")
         self.in_channels, self.num_classes = in_channels, num_classes
