@@ -244,3 +244,11 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_backward_runs_once_per_forward():
+    twin = NumpyUNet(base_channels=2, depth=1, dtype=np.float64)
+    logits = twin.forward(np.ones((2, 1, 6, 6)))
+    twin.backward(np.ones_like(logits))
+    with pytest.raises(RuntimeError, match="needs a forward first"):
+        twin.backward(np.ones_like(logits))

@@ -75,6 +75,9 @@ class NumpyUNet:
             upsampling), naming it.
     """
 
+    # The options, named as the keyword arguments of `unetlab.models.UNet` (the twin keeps dropout in `dropout_p`).
+    CONFIG = ("in_channels", "num_classes", "base_channels", "depth", "padding", "norm", "upsample", "dropout")
+
     def __init__(
         self,
         in_channels: int = 1,
@@ -129,8 +132,6 @@ class NumpyUNet:
         twin = cls(**{k: getattr(model, "dropout_p" if k == "dropout" else k) for k in cls.CONFIG})
         twin.load_state_dict(state_dict_to_numpy(model.state_dict()))
         return twin.train(model.training)
-
-    CONFIG = ("in_channels", "num_classes", "base_channels", "depth", "padding", "norm", "upsample", "dropout")
 
     @property
     def config(self) -> dict:
@@ -270,7 +271,8 @@ class NumpyUNet:
             order, shaped like the parameter. `stage_grads` also gets the gradient at each stage's output and at
             the input image ("input").
         """
-        assert self._tape is not None, "backward needs a forward first (and runs once per forward)"
+        if self._tape is None:
+            raise RuntimeError("NumpyUNet.backward needs a forward first, and runs once per forward")
         tape, grads, dout = self._tape, {}, self.stage_grads
         dout["head"] = dlogits
         dx, grads["head.weight"], grads["head.bias"] = conv1x1_backward(dlogits, tape["head"])  # (N, C_0, H, W)
