@@ -78,15 +78,9 @@ def conv2d_backward(dout, cache):
 
 
 def conv1x1_forward(x, w, b=None):
-    """A 1x1 convolution: a matrix product over channels at every pixel (no im2col needed).
+    """A 1x1 convolution, x (N, C, H, W), w (F, C, 1, 1), b (F,) or None -> out (N, F, H, W) and the cache.
 
-    Args:
-        x: input (N, C, H, W).
-        w: weights (F, C, 1, 1).
-        b: bias (F,), or None.
-
-    Returns:
-        out (N, F, H, W) and the cache for `conv1x1_backward`.
+    A matrix product over channels at every pixel, so no im2col is needed.
     """
     out = np.tensordot(w[:, :, 0, 0], x, axes=([1], [1]))  # (F, N, H, W)
     if b is not None:
@@ -106,16 +100,9 @@ def conv1x1_backward(dout, cache):
 def upconv2x2_forward(x, w, b):
     """The 2x2 transposed convolution with stride 2 (paper Fig. 1, "up-conv 2x2"), as `nn.ConvTranspose2d(.., 2, 2)`.
 
-    Output pixel (2i + a, 2j + b) is sum_c x[c, i, j] w[c, :, a, b]: the 2x2 blocks do not overlap, so this is
-    one matrix product over channels.
-
-    Args:
-        x: input (N, C, H, W).
-        w: weights (C, F, 2, 2), PyTorch's layout for transposed convolutions (input channels first).
-        b: bias (F,).
-
-    Returns:
-        out (N, F, 2H, 2W) and the cache for `upconv2x2_backward`.
+    x (N, C, H, W), w (C, F, 2, 2) in PyTorch's layout (input channels first), b (F,) -> out (N, F, 2H, 2W) and
+    the cache. Output pixel (2i + a, 2j + b) is sum_c x[c, i, j] w[c, :, a, b]: the 2x2 blocks do not overlap,
+    so this is one matrix product over channels.
     """
     N, C, H, W = x.shape
     F = w.shape[1]
@@ -170,15 +157,9 @@ def sigmoid_backward(dout, cache):
 
 
 def dropout_forward(x, p, keep):
-    """Inverted dropout, as `torch.nn.functional.dropout` in training mode.
+    """Inverted dropout, as `F.dropout` in training mode: out = x * keep / (1 - p), and the cache.
 
-    Args:
-        x: input of any shape.
-        p: probability of dropping an element, in [0, 1).
-        keep: boolean mask of x's shape, True where the element is kept (drawn with probability 1 - p).
-
-    Returns:
-        out = x * keep / (1 - p) and the cache.
+    `keep` is a boolean mask of x's shape, True (with probability 1 - p) where the element is kept.
     """
     scale = keep / (1 - p)  # the same rounding as PyTorch: the mask is scaled first, then multiplied
     return x * scale, scale
