@@ -138,6 +138,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     )
 
 
+def load_training_checkpoint(run_or_path: str | Path) -> Checkpoint:
+    """The resumable checkpoint of a run: `RUN/checkpoints/last.pt` for a run folder, or the file named."""
+    path = Path(run_or_path)
+    path = path / "checkpoints" / "last.pt" if path.is_dir() else path
+    ckpt = load_checkpoint(path)
+    if not ckpt.training or "optimizer" not in ckpt.training:
+        raise UnetlabError(f"{path} holds weights only, not a resumable training state; resume from last.pt")
+    return ckpt
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     """The plain model inside a DistributedDataParallel or torch.compile wrapper."""
     model = getattr(model, "module", model)

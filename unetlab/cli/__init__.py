@@ -12,7 +12,7 @@ import sys
 from unetlab import __version__
 from unetlab.errors import UnetlabError
 
-COMMANDS = ("summary", "data", "twin")  # modules of unetlab.cli, in the order `unetlab --help` lists them
+COMMANDS = ("train", "summary", "data", "twin")  # modules of unetlab.cli, in the order `unetlab --help` lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,29 +1,29 @@
 """Argument helpers shared by the commands: model options and small value parsers."""
 
 import argparse
+import functools
 
 from unetlab.errors import UnetlabError
 
 
-def add_model_options(parser: argparse.ArgumentParser) -> None:
-    """The model knobs of `create_model`, as flags; a flag left out keeps the registered model's default."""
+def add_model_options(parser: argparse.ArgumentParser, default=None) -> None:
+    """The model knobs of `create_model`, as flags; a flag left out keeps the registered model's default.
+
+    A flag not given gets `default` (None, or `argparse.SUPPRESS` to leave it out of the namespace).
+    """
     group = parser.add_argument_group("model options (default: the registered model's own)")
-    group.add_argument("--in-channels", type=int, help="image channels C")
-    group.add_argument("--num-classes", type=int, help="output channels K: 1 = binary (sigmoid), >= 2 = softmax")
-    group.add_argument("--base-channels", type=int, help="channels of the first stage (doubled at each level)")
-    group.add_argument("--depth", type=int, help="number of down-sampling levels")
-    group.add_argument("--padding", choices=["same", "valid"], help="U-Net convolutions: same (padded) or valid")
-    group.add_argument("--norm", choices=["batch", "group", "instance", "none"], help="normalisation layer")
-    group.add_argument("--upsample", choices=["transpose", "bilinear"], help="up-sampling in the decoder")
-    group.add_argument("--dropout", type=float, help="dropout probability at the end of the contracting path")
-    group.add_argument("--encoder-weights", metavar="PATH", help="torchvision ResNet state-dict file for the encoder")
-    group.add_argument("--freeze-encoder", action="store_true", default=None, help="keep the ResNet encoder fixed")
-    group.add_argument(
-        "--checkpointing",
-        action="store_true",
-        default=None,
-        help="gradient checkpointing: recompute activations in backward to save memory",
-    )
+    add = functools.partial(group.add_argument, default=default)
+    add("--in-channels", type=int, help="image channels C")
+    add("--num-classes", type=int, help="output channels K: 1 = binary (sigmoid), >= 2 = softmax")
+    add("--base-channels", type=int, help="channels of the first stage (doubled at each level)")
+    add("--depth", type=int, help="number of down-sampling levels")
+    add("--padding", choices=["same", "valid"], help="U-Net convolutions: same (padded) or valid")
+    add("--norm", choices=["batch", "group", "instance", "none"], help="normalisation layer")
+    add("--upsample", choices=["transpose", "bilinear"], help="up-sampling in the decoder")
+    add("--dropout", type=float, help="dropout probability at the end of the contracting path")
+    add("--encoder-weights", metavar="PATH", help="torchvision ResNet state-dict file for the encoder")
+    add("--freeze-encoder", action="store_true", help="keep the ResNet encoder fixed")
+    add("--checkpointing", action="store_true", help="gradient checkpointing: recompute activations in backward")
 
 
 MODEL_OPTIONS = (
@@ -44,6 +44,27 @@ MODEL_OPTIONS = (
 def model_kwargs(args: argparse.Namespace) -> dict:
     """The model options given on the command line, as keyword arguments for `create_model`."""
     return {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None) is not None}
+
+
+def parse_floats(text: str) -> list[float]:
+    """Parse "1,2.5,3" into floats (an argparse type: a bad value gives argparse's one-line error)."""
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 1,2.5") from None
+
+
+def mask_value(text: str) -> int | list[int]:
+    """An argparse type for a mask value: "255" -> 255; "255,0,0" -> [255, 0, 0] (a colour)."""
+    try:
+        parts = [int(p) for p in text.split(",")]
+    except ValueError:
+        parts = []
+    if len(parts) not in (1, 3) or min(parts) < 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a mask value; write an integer like 255 or a colour like 255,0,0"
+        )
+    return parts[0] if len(parts) == 1 else parts
 
 
 def parse_shape(text: str, option: str) -> tuple[int, ...]:

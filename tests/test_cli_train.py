@@ -1,0 +1,87 @@
+"""`unetlab train` from the command line: settings layers, resume rules and one-line errors."""
+
+import yaml
+
+from unetlab.checkpoint import load_checkpoint
+from unetlab.cli import main
+from unetlab.config import TrainConfig, resolve_config
+
+TINY = [
+    "--num-train",
+    "4",
+    "--num-val",
+    "1",
+    "--image-size",
+    "32",
+    "--patch-size",
+    "32",
+    "--base-channels",
+    "4",
+    "--depth",
+    "2",
+    "--batch-size",
+    "2",
+    "--workers",
+    "0",
+    "--no-progress",
+    "--no-tensorboard",
+    "--samples",
+    "0",
+]
+
+
+def test_cli_train_flags_override_the_config_file(tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml.safe_dump({"epochs": 5, "lr": 0.01, "data": {"image_size": 48, "foreground_fraction": 0.5}}))
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--epochs", "1", "--out", str(out), *TINY]) == 0
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["epochs"] == 1 and resolved["lr"] == 0.01  # flag over file, file over default
+    assert resolved["data"]["image_size"] == 32 and resolved["data"]["foreground_fraction"] == 0.5
+    assert resolved["model_kwargs"] == {"base_channels": 4, "depth": 2}
+    assert "finished: best val/dice" in capsys.readouterr().out
+
+
+def test_cli_train_resume_continues_to_the_new_total(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 0
+    state = load_checkpoint(out / "checkpoints" / "last.pt").training["state"]
+    assert state["epoch"] == 2 and state["step"] == 4
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 2
+
+
+def test_cli_train_resume_refuses_to_change_the_run(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
+    capsys.readouterr()
+    assert main(["train", "--resume", str(out), "--lr", "0.1"]) == 2
+    assert "lr cannot change on resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out / "checkpoints" / "best.pt")]) == 2
+    assert "holds weights only" in capsys.readouterr().err
+
+
+def test_cli_train_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("epochs: 3\nlearning_rate: 0.1\n")
+    cases = [
+        (["--config", str(bad_yaml)], "unknown setting learning_rate"),
+        (["--config", str(tmp_path / "none.yaml")], "none.yaml not found"),
+        (["--data", str(tmp_path / "nowhere")], "nowhere"),
+        (["--resume", str(tmp_path / "nowhere")], "not found"),
+        (["--model", "unet-classic", "--epochs", "1"], "--patch-size 128 does not fit unet-classic"),
+    ]
+    for argv, message in cases:
+        assert main(["train", *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, (argv, err)
+
+
+def test_resolve_config_choosing_another_model_drops_the_default_models_options():
+    assert resolve_config({"model": "resnet18-unet"}).model_kwargs == {}
+    # the same model: given options layer over its defaults
+    assert resolve_config({"model": "unet", "model_kwargs": {"depth": 3}}).model_kwargs == {
+        "base_channels": 16,
+        "depth": 3,
+    }
+    assert resolve_config({}).model_kwargs == TrainConfig().model_kwargs

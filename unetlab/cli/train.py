@@ -1,0 +1,180 @@
+"""`unetlab train`: train a model; with no arguments, the default model on the built-in synthetic cells.
+
+Settings resolve in three layers: `TrainConfig` defaults, then `--config FILE.yaml`, then the flags given here.
+`--resume RUN` continues a run from its `checkpoints/last.pt` with the run's own settings; only the settings in
+`RESUME_OVERRIDABLE` may change (`--epochs` is then the new total).
+"""
+
+import argparse
+
+from unetlab.checkpoint import load_training_checkpoint
+from unetlab.cli.common import MODEL_OPTIONS, add_model_options, mask_value, parse_floats
+from unetlab.config import TrainConfig, load_config, merge, resolve_config
+from unetlab.errors import UnetlabError
+from unetlab.models import list_models
+
+RESUME_OVERRIDABLE = {
+    "epochs",
+    "max_steps",
+    "workers",
+    "device",
+    "progress",
+    "tensorboard",
+    "patience",
+    "eval_every",
+    "samples",
+}
+# flags that set a field of the data config (TrainConfig.data): dest -> DataConfig field
+DATA_FLAGS = {"data": "source", "w0": "weight_w0", "sigma": "weight_sigma"} | {
+    name: name
+    for name in (
+        "image_dir",
+        "mask_dir",
+        "val_list",
+        "val_fraction",
+        "class_values",
+        "class_names",
+        "ignore_values",
+        "mean",
+        "std",
+        "patch_size",
+        "patches_per_image",
+        "foreground_fraction",
+        "weight_map",
+        "num_train",
+        "num_val",
+        "image_size",
+        "cache",
+    )
+}
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "train",
+        help="train a model (default: the default model on built-in synthetic data)",
+        description=__doc__.split("\n")[0],
+        argument_default=argparse.SUPPRESS,
+    )
+    parser.add_argument("--config", metavar="FILE.yaml", help="settings file; flags given here override it")
+    parser.add_argument("--resume", metavar="RUN", help="run folder or checkpoint to continue (its own settings)")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<timestamp>)")
+    # model
+    parser.add_argument("--model", choices=list_models(), help="registered model (default: unet)")
+    add_model_options(parser, default=argparse.SUPPRESS)
+    # data
+    group = parser.add_argument_group("data (default: the built-in synthetic cells)")
+    group.add_argument("--data", metavar="DIR", help="dataset folder, or synthetic-cells / synthetic-shapes")
+    group.add_argument("--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>); default images")
+    group.add_argument("--mask-dir", metavar="NAME", help="mask folder, like --image-dir; default masks")
+    group.add_argument("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
+    group.add_argument("--val-fraction", type=float, help="seeded share of the pairs held out (default 0.2)")
+    group.add_argument(
+        "--class-values",
+        nargs="+",
+        metavar="V",
+        type=mask_value,
+        help="mask value of each class in order, e.g. 0 255, or colours 0,0,0 255,0,0",
+    )
+    group.add_argument("--class-names", nargs="+", metavar="NAME", help="one name per class")
+    group.add_argument("--ignore-values", nargs="+", metavar="V", type=mask_value, help="unlabelled mask values")
+    group.add_argument("--mean", nargs="+", type=float, metavar="M", help="fixed per-channel mean on [0, 1]")
+    group.add_argument("--std", nargs="+", type=float, metavar="S", help="fixed per-channel std on [0, 1]")
+    group.add_argument("--patch-size", type=int, help="training patch side in px (default 128)")
+    group.add_argument("--patches-per-image", type=int, help="patches per image per epoch")
+    group.add_argument("--foreground-fraction", type=float, help="share of patches centred on foreground")
+    group.add_argument("--weight-map", action="store_true", help="the paper's border weight map on the CE term")
+    group.add_argument("--w0", type=float, help="weight-map border weight (paper: 10)")
+    group.add_argument("--sigma", type=float, help="weight-map border width in px (paper: 5)")
+    group.add_argument("--num-train", type=int, help="synthetic training images")
+    group.add_argument("--num-val", type=int, help="synthetic validation images")
+    group.add_argument("--image-size", type=int, help="synthetic image side in px")
+    group.add_argument("--no-cache", dest="cache", action="store_false", help="read images when needed, not once")
+    group.add_argument("--augment", metavar="NAME", help="augmentation pipeline (none, default, ...)")
+    # loss
+    group = parser.add_argument_group("loss")
+    group.add_argument("--loss", help="ce | dice | dice_ce | focal | tversky (default: dice_ce)")
+    group.add_argument("--class-weights", metavar="W0,W1,...", type=parse_floats, help="per-class CE weights")
+    # optimisation
+    group = parser.add_argument_group("optimisation")
+    group.add_argument("--epochs", type=int, help="passes over the training set (on --resume: the new total)")
+    group.add_argument("--batch-size", type=int, help="patches per step (per process)")
+    group.add_argument("--accumulate", type=int, help="batches per optimiser step (gradient accumulation)")
+    group.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
+    group.add_argument("--lr", type=float, help="peak learning rate")
+    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--momentum", type=float, help="SGD momentum / Adam beta1")
+    group.add_argument("--schedule", choices=["cosine", "poly", "step", "plateau", "onecycle", "constant"])
+    group.add_argument("--warmup-epochs", type=float, help="linear warm-up, in epochs")
+    group.add_argument("--min-lr", type=float, help="floor of the cosine schedule")
+    group.add_argument("--clip-grad", type=float, help="max gradient norm; 0 = off")
+    # evaluation
+    group = parser.add_argument_group("evaluation and checkpoints")
+    group.add_argument("--eval-every", type=int, help="epochs between validations")
+    group.add_argument("--best-metric", help="validation metric for best.pt (dice, iou, ..., or loss)")
+    group.add_argument("--patience", type=int, help="evaluations without improvement before stopping; -1 = never")
+    group.add_argument("--samples", type=int, help="validation images drawn in the sample grids")
+    # engine
+    group = parser.add_argument_group("engine")
+    group.add_argument("--device", help="auto | cpu | cuda | cuda:N")
+    group.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], help="mixed precision (GPU)")
+    group.add_argument("--channels-last", action="store_true", help="NHWC memory format")
+    group.add_argument("--compile", action="store_true", help="torch.compile the model")
+    group.add_argument("--workers", type=int, help="data-loading processes; 0 = main process")
+    group.add_argument("--seed", type=int)
+    group.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
+    group.add_argument("--max-steps", type=int, help="stop resumably after N optimiser steps; -1 = no limit")
+    group.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    parser.set_defaults(func=run)
+
+
+def flag_settings(args: argparse.Namespace) -> dict:
+    """The flags given on the command line as a nested settings dict (model options under model_kwargs)."""
+    given = {k: v for k, v in vars(args).items() if k not in ("func", "command", "config", "resume")}
+    settings = {}
+    model_kwargs = {k: given.pop(k) for k in MODEL_OPTIONS if k in given}
+    if model_kwargs:
+        settings["model_kwargs"] = model_kwargs
+    data = {field: given.pop(dest) for dest, field in DATA_FLAGS.items() if dest in given}
+    if "seed" in given:  # --seed seeds everything: the data's images, split and patches too
+        data["seed"] = given["seed"]
+    if data:
+        settings["data"] = data
+    return settings | given
+
+
+def resolve(args: argparse.Namespace) -> TrainConfig:
+    flags = flag_settings(args)
+    resume = getattr(args, "resume", None)
+    if resume is None:
+        layers, sources = [flags], ("command line",)
+        if getattr(args, "config", None):
+            layers, sources = [load_config(args.config), flags], (args.config, "command line")
+        return resolve_config(*layers, sources=sources)
+    if getattr(args, "config", None):
+        raise UnetlabError("--config cannot be combined with --resume: a resumed run keeps its own settings")
+    changed = sorted(set(flags) - RESUME_OVERRIDABLE)
+    if changed:
+        raise UnetlabError(
+            f"--resume keeps the run's settings; {', '.join(changed)} cannot change on resume "
+            f"(only {', '.join(sorted(RESUME_OVERRIDABLE))} can); start a new run with --out instead"
+        )
+    saved = load_training_checkpoint(resume).training["config"]
+    return TrainConfig.from_dict(merge(saved, flags), f"{resume} + command line")
+
+
+def run(args) -> int:
+    from unetlab.train import train  # imported here: keeps `unetlab --help` quick
+
+    cfg = resolve(args)
+    result = train(cfg, resume=getattr(args, "resume", None))
+    if not result.is_main:
+        return 0
+    best = result.state.best
+    shown = f"{best:.4f}" if best is not None else "n/a"
+    print(
+        f"{result.stopped}: best val/{cfg.best_metric} {shown} at epoch {result.state.best_epoch}; "
+        f"run folder {result.run_dir}"
+    )
+    return 0
