@@ -20,6 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
+# The option checks live in unetlab.options (torch-free, shared with the NumPy twin); modules written before the
+# move import them from here, so they stay importable from here.
+from unetlab.options import NORMS, PADDINGS, UPSAMPLINGS, check_choice, check_positive_ints, parse_norm  # noqa: F401
+
 
 def make_norm(norm: str | None, channels: int) -> nn.Module:
     """The normalisation layer for `channels` feature maps; `None` gives an identity."""
