@@ -74,17 +74,19 @@ def torch_loss(logits, mask):
 @pytest.mark.parametrize("config", CONFIGS, ids=config_id)
 def test_twin_matches_torch_logits_loss_every_gradient_and_buffer(config):
     model, twin, image, mask = make_pair(*config)
-    logits, dropout_mask = torch_forward(model, torch.from_numpy(image), seed=1)  # PyTorch's dropout mask, shared
+    x = torch.from_numpy(image).requires_grad_(True)
+    logits, dropout_mask = torch_forward(model, x, seed=1)  # PyTorch's dropout mask, shared
     assert (dropout_mask is not None) == (model.training and model.dropout_p > 0)
     loss = torch_loss(logits, mask)
     loss.backward()
 
     twin_logits = twin.forward(image, dropout_mask)
     twin_loss, dlogits = loss_and_grad(twin_logits, mask, 0.0)
-    grads = twin.backward(dlogits)
+    grads = twin.backward(dlogits, input_grad=True)
 
     assert_twin_close(twin_logits, logits.detach().numpy(), "logits")
     assert_twin_close(twin_loss, loss.item(), "loss")
+    assert_twin_close(twin.stage_grads["input"], x.grad.numpy(), "input gradient")
     params = dict(model.named_parameters())
     assert list(grads) == list(params), "gradients are keyed and ordered like the state_dict's parameters"
     for key, p in params.items():
@@ -244,6 +246,18 @@ print("ok")
 """
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and result.stdout.strip() == "ok", result.stderr
+
+
+def test_backward_skips_the_input_gradient_unless_asked():
+    twin = NumpyUNet(base_channels=2, depth=2, dtype=np.float64)
+    image, dlogits = np.ones((2, 1, 9, 9)), np.random.default_rng(0).standard_normal((2, 2, 9, 9))
+    twin.forward(image)
+    grads = twin.backward(dlogits)
+    assert twin.stage_grads["input"] is None
+    twin.forward(image)
+    for key, value in twin.backward(dlogits, input_grad=True).items():
+        np.testing.assert_array_equal(value, grads[key], err_msg=key)
+    assert twin.stage_grads["input"].shape == image.shape
 
 
 def test_backward_runs_once_per_forward():

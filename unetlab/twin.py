@@ -126,7 +126,7 @@ def check_twin(model: torch.nn.Module, image: np.ndarray, mask: np.ndarray, seed
 
     twin_logits = twin.forward(image, dropout_mask)
     twin_loss, dlogits = loss_and_grad(twin_logits, mask, dice_weight=0.0)  # the same BCE or CE
-    twin_grads = twin.backward(dlogits)
+    twin_grads = twin.backward(dlogits, input_grad=True)
 
     rows = [ErrorRow("forward", n, outputs[n].shape, *max_errors(twin.stage_outputs[n], outputs[n])) for n in stages]
     rows += [

@@ -60,8 +60,8 @@ def conv2d_forward(x, w, b=None, padding=0):
     return out, (cols, w, padding, b is not None)
 
 
-def conv2d_backward(dout, cache):
-    """Gradients of `conv2d_forward`: returns dx (N, C, H, W), dw (F, C, k, k) and db (F,) or None.
+def conv2d_backward(dout, cache, need_dx=True):
+    """Gradients of `conv2d_forward`: returns dx (N, C, H, W) (None unless `need_dx`), dw (F, C, k, k), db (F,) or None.
 
     dw correlates the input patches (the cached im2col matrix) with dout. dx is the adjoint of the forward, the
     transposed convolution: dout correlated with the kernel flipped in space and with its in/out channels swapped,
@@ -72,6 +72,8 @@ def conv2d_backward(dout, cache):
     dout_mat = dout.transpose(1, 0, 2, 3).reshape(F, -1)  # (F, N Ho Wo), columns ordered like cols'
     dw = (dout_mat @ cols.T).reshape(w.shape)  # (F, C k k) -> (F, C, k, k)
     db = dout_mat.sum(axis=1) if has_bias else None  # (F,)
+    if not need_dx:  # the input image's gradient, which training does not use
+        return None, dw, db
     w_adjoint = w[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)  # (C, F, k, k): flipped, channels swapped
     dx, _ = im2col_correlate(dout, w_adjoint, k - 1 - padding)  # (N, C, H, W)
     return dx, dw, db
@@ -185,7 +187,7 @@ def maxpool2x2_forward(x, ceil_mode=False):
     """
     N, C, H, W = x.shape
     Ho, Wo = ((H + 1) // 2, (W + 1) // 2) if ceil_mode else (H // 2, W // 2)
-    if ceil_mode:
+    if ceil_mode and (H % 2 or W % 2):
         xe = np.pad(x, ((0, 0), (0, 0), (0, 2 * Ho - H), (0, 2 * Wo - W)), constant_values=-np.inf)  # (.., 2Ho, 2Wo)
     else:
         xe = x[:, :, : 2 * Ho, : 2 * Wo]  # (N, C, 2Ho, 2Wo)
@@ -271,13 +273,14 @@ def batchnorm_forward(x, gamma, beta, running_mean, running_var, training, momen
                 "use a batch of 2 or more images, or larger images"
             )
         mean = x.mean(axis=(0, 2, 3))  # (C,)
-        var = x.var(axis=(0, 2, 3))  # (C,), biased: the normalisation uses it
+        xc = x - mean[:, None, None]  # (N, C, H, W)
+        var = (xc * xc).mean(axis=(0, 2, 3))  # (C,), biased: the normalisation uses it
         running_mean[:] = (1 - momentum) * running_mean + momentum * mean
         running_var[:] = (1 - momentum) * running_var + momentum * var * m / (m - 1)  # unbiased
     else:
-        mean, var = running_mean, running_var
+        xc, var = x - running_mean[:, None, None], running_var  # (N, C, H, W), (C,)
     inv_std = 1 / np.sqrt(var + eps)  # (C,)
-    xhat = (x - mean[:, None, None]) * inv_std[:, None, None]  # (N, C, H, W)
+    xhat = xc * inv_std[:, None, None]  # (N, C, H, W)
     out = xhat * gamma[:, None, None] + beta[:, None, None]  # (N, C, H, W)
     return out, (xhat, gamma, inv_std, training)
 

@@ -260,16 +260,17 @@ class NumpyUNet:
     # -----------------------------------------------------------------------------------------------------------------
     # Backward
 
-    def backward(self, dlogits: np.ndarray) -> dict[str, np.ndarray]:
+    def backward(self, dlogits: np.ndarray, input_grad: bool = False) -> dict[str, np.ndarray]:
         """Gradients of a loss with respect to every parameter, given its gradient with respect to the logits.
 
         Args:
             dlogits: (N, num_classes, H', W'), the gradient of the loss with respect to `forward`'s output.
+            input_grad: also compute the gradient at the input image (`stage_grads["input"]`), one more full-size
+                transposed convolution; like an image tensor without `requires_grad`, it is skipped by default.
 
         Returns:
             {state_dict key: gradient} for every trained parameter (not the batch-norm buffers), in state_dict
-            order, shaped like the parameter. `stage_grads` also gets the gradient at each stage's output and at
-            the input image ("input").
+            order, shaped like the parameter. `stage_grads` also gets the gradient at each stage's output.
         """
         if self._tape is None:
             raise RuntimeError("NumpyUNet.backward needs a forward first, and runs once per forward")
@@ -290,20 +291,21 @@ class NumpyUNet:
             dx += dskips[i]  # (N, C_i, H_i, W_i)
             dout[f"encoders.{i}"] = dx
             if i == 0:
-                dx = self._double_conv_backward("encoders.0.", dx, tape["encoders.0"], grads)  # (N, C_in, H, W)
+                dx = self._double_conv_backward("encoders.0.", dx, tape["encoders.0"], grads, input_grad)  # image
             else:
                 dx = self._down_backward(f"encoders.{i}.", dx, tape[f"encoders.{i}"], grads)  # (N, C_{i-1}, ..)
-        dout["input"] = dx
+        dout["input"] = dx  # (N, C_in, H, W), or None without input_grad
         self._tape = None
         return {k: grads[k] for k in self.params}
 
-    def _double_conv_backward(self, key, dx, cache, grads):
+    def _double_conv_backward(self, key, dx, cache, grads, input_grad=True):
         for i in (2, 1):
             conv_cache, norm_cache, relu_cache = cache[i - 1]
             dx = relu_backward(dx, relu_cache)  # (N, C_out, H', W')
             if norm_cache is not None:
                 dx, grads[f"{key}norm{i}.weight"], grads[f"{key}norm{i}.bias"] = batchnorm_backward(dx, norm_cache)
-            dx, grads[f"{key}conv{i}.weight"], db = conv2d_backward(dx, conv_cache)  # (N, C_in, H, W)
+            need_dx = input_grad or i == 2
+            dx, grads[f"{key}conv{i}.weight"], db = conv2d_backward(dx, conv_cache, need_dx)  # (N, C_in, H, W)
             if db is not None:
                 grads[f"{key}conv{i}.bias"] = db  # (C_out,)
         return dx
