@@ -97,7 +97,7 @@ def check_twin(model: torch.nn.Module, image: np.ndarray, mask: np.ndarray, seed
         {"loss": (torch, twin), "rows": [ErrorRow, ...]}.
     """
     twin = NumpyUNet.from_torch(model)  # before the forward: batch norm will update both copies of the buffers
-    outputs, grads, hooks = {}, {}, []
+    outputs, grads = {}, {}
 
     def keep(name):
         def hook(module, inputs, output):
