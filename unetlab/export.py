@@ -25,7 +25,8 @@ from unetlab import __version__
 from unetlab.checkpoint import Checkpoint
 from unetlab.errors import UnetlabError
 from unetlab.inference import pooling_stride
-from unetlab.models.blocks import SegmentationModel, check_choice
+from unetlab.models.blocks import SegmentationModel
+from unetlab.options import check_choice
 
 FORMATS = ("onnx", "torchscript")
 ONNX_OPSET = 17  # run by ONNX Runtime 1.13+ and most other runtimes

@@ -24,7 +24,8 @@ import torch
 from tqdm import tqdm
 
 from unetlab.errors import UnetlabError
-from unetlab.models.blocks import SegmentationModel, check_choice, check_positive_ints
+from unetlab.models.blocks import SegmentationModel
+from unetlab.options import check_choice, check_positive_ints
 
 BLENDS = ("gaussian", "constant")
 PAPER_TILE = 572  # the paper's input window (Fig. 2): 572 -> 388 px at depth 4

@@ -12,7 +12,7 @@ import sys
 from unetlab import __version__
 from unetlab.errors import UnetlabError
 
-COMMANDS = ("train", "predict", "export", "data", "summary")  # modules of unetlab.cli, as `unetlab --help` lists them
+COMMANDS = ("train", "predict", "export", "data", "summary", "twin")  # modules of unetlab.cli, as --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,8 +13,9 @@ import torch
 from torch import nn
 
 from unetlab.errors import UnetlabError
-from unetlab.models.blocks import UPSAMPLINGS, SegmentationModel, Up, check_choice, check_positive_ints, parse_norm
+from unetlab.models.blocks import SegmentationModel, Up
 from unetlab.models.resnet import ARCHS, ResNetEncoder, load_torchvision_weights
+from unetlab.options import UPSAMPLINGS, check_choice, check_positive_ints, parse_norm
 
 
 class ResNetUNet(SegmentationModel):

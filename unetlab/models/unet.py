@@ -14,17 +14,8 @@ import torch
 from torch import nn
 
 from unetlab.errors import UnetlabError
-from unetlab.models.blocks import (
-    PADDINGS,
-    UPSAMPLINGS,
-    DoubleConv,
-    Down,
-    SegmentationModel,
-    Up,
-    check_choice,
-    check_positive_ints,
-    parse_norm,
-)
+from unetlab.models.blocks import DoubleConv, Down, SegmentationModel, Up
+from unetlab.options import PADDINGS, UPSAMPLINGS, check_choice, check_positive_ints, parse_norm
 
 MAX_DEPTH = 8
 
