@@ -1,20 +1,34 @@
-"""unetlab: U-Nets for image segmentation, built from scratch and built twice."""
+"""unetlab: U-Nets for image segmentation, built from scratch and built twice.
+
+The public API below loads on first use (PEP 562), so that `import unetlab.numpy_unet`, the NumPy twin, imports
+NumPy alone and never torch.
+"""
+
+import importlib
 
 __version__ = "0.1.0"
 
-from unetlab.errors import UnetlabError
-from unetlab.models import AttentionUNet, ResNetUNet, UNet, create_model, list_models
-from unetlab.prediction import Prediction, Predictor, predict
+from unetlab.errors import UnetlabError  # noqa: E402 (after __version__, which checkpoint files record)
 
-__all__ = [
-    "AttentionUNet",
-    "Prediction",
-    "Predictor",
-    "ResNetUNet",
-    "UNet",
-    "UnetlabError",
-    "__version__",
-    "create_model",
-    "list_models",
-    "predict",
-]
+_PUBLIC = {  # name -> the module that defines it
+    "AttentionUNet": "unetlab.models",
+    "ResNetUNet": "unetlab.models",
+    "UNet": "unetlab.models",
+    "create_model": "unetlab.models",
+    "list_models": "unetlab.models",
+    "Prediction": "unetlab.prediction",
+    "Predictor": "unetlab.prediction",
+    "predict": "unetlab.prediction",
+}
+
+__all__ = ["UnetlabError", "__version__", *_PUBLIC]
+
+
+def __getattr__(name: str):
+    if name in _PUBLIC:
+        return getattr(importlib.import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'unetlab' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
