@@ -218,4 +218,6 @@ def _check_config(cfg: DataConfig) -> None:
         if not ok:
             raise UnetlabError(f"data option {message}")
     if not cfg.source.startswith("synthetic-") and not Path(cfg.source).is_dir():
-        raise UnetlabError(f"source {cfg.source!r} not found; give a dataset folder, synthetic-cells or synthetic-shapes")
+        raise UnetlabError(
+            f"source {cfg.source!r} not found; give a dataset folder, synthetic-cells or synthetic-shapes"
+        )
