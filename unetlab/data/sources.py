@@ -101,6 +101,8 @@ def _split(cfg, pairs: list, val_pairs: list | None) -> tuple[list, list]:
         return pairs, val_pairs
     if cfg.val_list:
         path = Path(cfg.val_list)
+        if not path.is_file() and (Path(cfg.source) / path).is_file():
+            path = Path(cfg.source) / path
         if not path.is_file():
             raise UnetlabError(f"val_list {path} not found; give a text file with one image name per line")
         stems = {p[0].stem for p in pairs}
