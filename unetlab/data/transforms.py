@@ -58,6 +58,8 @@ PIPELINES = {
 
 @dataclass(frozen=True)
 class Augmentation:
+    """A joint augmentation pipeline (see the module docstring); `build_augmentation` makes the named ones."""
+
     flip: bool = False  # random horizontal and vertical flips, each with probability 1/2
     rot90: bool = False  # a random multiple of 90 degrees (non-square images: 0 or 180)
     rotate: float = 0.0  # rotation angle ~ U(-rotate, rotate) degrees (typical 15; 180 = any angle)
@@ -89,6 +91,7 @@ class Augmentation:
 
     @property
     def geometric(self) -> bool:
+        """Whether any geometric transform is on (then the batch is resampled once)."""
         return bool(self.flip or self.rot90 or self.rotate or self.scale or self.shift or self.elastic)
 
     def __call__(self, batch: dict, generator: torch.Generator) -> dict:
