@@ -58,8 +58,9 @@ def test_dataloader_workers_give_the_same_patches_as_the_main_process():
 
 def test_uncached_synthetic_data_is_generated_on_the_fly_identically():
     cached, _, info = build_datasets(DataConfig(**SMALL))
-    fresh, _, fresh_info = build_datasets(DataConfig(cache=False, **SMALL))
+    fresh, val, fresh_info = build_datasets(DataConfig(cache=False, **SMALL))
     assert info == fresh_info and torch.equal(cached[2]["mask"], fresh[2]["mask"])
+    assert len(list(val)) == 2  # iteration stops although the generator could go on
 
 
 def test_training_split_is_normalised_to_zero_mean_unit_std(tmp_path):
@@ -101,8 +102,8 @@ def test_split_layout_mask_suffix_and_stray_files(tmp_path):
 def test_explicit_folders_and_val_list(tmp_path):
     root = folder(tmp_path, n=4)
     (root / "images").rename(tmp_path / "raw")
-    (tmp_path / "val.txt").write_text("1.png\n3\n")
-    cfg = DataConfig(source=str(root), image_dir=str(tmp_path / "raw"), val_list=str(tmp_path / "val.txt"))
+    (root / "val.txt").write_text("1.png\n3\n")  # a relative val_list is looked for in the dataset folder too
+    cfg = DataConfig(source=str(root), image_dir=str(tmp_path / "raw"), val_list="val.txt")
     train, val, _ = build_datasets(cfg)
     assert [p[0].name for p in val.source.pairs] == ["1.png", "3.png"] and len(train) == 2
 

@@ -94,15 +94,15 @@ def test_augmentation_is_reproducible_under_a_seed():
     assert not torch.equal(a["image"], c["image"])
 
 
-def test_elastic_field_takes_the_coarse_displacements_at_the_grid_nodes():
-    sigma, n, size = 10.0, 2000, 9
-    field = elastic_field(n, size, size, sigma, 3, torch.Generator().manual_seed(0), "cpu")  # (n, 9, 9, 2)
+def test_elastic_field_is_the_bicubic_interpolation_of_the_coarse_displacements():
+    sigma, n = 10.0, 2000
+    field = elastic_field(n, 9, 13, sigma, 3, torch.Generator().manual_seed(0), "cpu")  # (n, 9, 13, 2)
     coarse = sigma * torch.randn(n, 2, 3, 3, generator=torch.Generator().manual_seed(0))  # the same draws
-    nodes = field[:, ::4, ::4].permute(0, 3, 1, 2)  # pixels 0, 4, 8: the 3 x 3 grid, corner to corner
+    nodes = field[:, ::4, ::6].permute(0, 3, 1, 2)  # rows 0, 4, 8 and columns 0, 6, 12: the grid, corner to corner
     torch.testing.assert_close(nodes, coarse, rtol=1e-5, atol=1e-4)
+    dense = torch.nn.functional.interpolate(coarse, size=(9, 13), mode="bicubic", align_corners=True)  # 2-D reference
+    torch.testing.assert_close(field, dense.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
     assert abs(float(coarse.std()) - sigma) < 0.3  # paper: 10 px standard deviation
-    constant = torch.nn.functional.interpolate(torch.ones(1, 1, 3, 3), size=(9, 9), mode="bicubic", align_corners=True)
-    torch.testing.assert_close(constant, torch.ones(1, 1, 9, 9))  # equal displacements move every pixel alike
 
 
 def test_gaussian_blur_matches_scipy():

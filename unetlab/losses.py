@@ -1,10 +1,10 @@
 """Segmentation losses on logits and integer masks, binary (K = 1 output, sigmoid) and multi-class (K >= 2, softmax).
 
-`build_loss(name, num_classes, ...)` returns a module called as `loss(logits, mask, weight=None)`:
-logits (N, K, H, W), mask (N, H, W) int64 class indices (binary: 0/1) with `ignore_index` for unlabelled pixels,
-weight (N, H, W) optional per-pixel weights, such as the U-Net paper's weight map (`unetlab.weight_map`,
-Ronneberger et al. 2015, eq. 2), which multiply the cross-entropy terms. Losses take logits, never probabilities,
-so that the softmax (sigmoid) and the log stay fused and stable.
+`build_loss(name, num_classes, ...)` returns a module called as `loss(logits, mask, weight=None)`: logits
+(N, K, H, W); mask (N, H, W) int64 class indices with `ignore_index` for unlabelled pixels (binary: 0/1, the class
+indices `build_datasets` gives, not 0/255); weight (N, H, W) optional per-pixel weights, such as the U-Net paper's
+weight map (`unetlab.weight_map`, Ronneberger et al. 2015, eq. 2), which multiply the cross-entropy terms.
+Losses take logits, never probabilities, so that the softmax (sigmoid) and the log stay fused and stable.
 
 - "ce": cross-entropy (binary cross-entropy for K = 1), with optional class weights; the mean of the weighted
   per-pixel terms, divided by the class weights of the labelled pixels as `torch.nn.functional.cross_entropy`

@@ -32,7 +32,8 @@ def confusion_counts(
     Args:
         pred: (N, H, W) predicted class indices in [0, num_classes).
         mask: (N, H, W) true class indices in [0, num_classes), or `ignore_index` for pixels that do not count.
-        num_classes: K (2 for a binary model: pred and mask in {0, 1}).
+        num_classes: K (2 for a binary model: pred and mask in {0, 1}). Values outside [0, K) are not checked
+            (that would synchronise with the host) and corrupt the counts.
 
     Returns:
         tp, fp, fn, tn: int64 (N, K) on the inputs' device.

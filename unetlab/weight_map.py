@@ -137,27 +137,32 @@ def two_nearest_distances(instances: np.ndarray, radius: int) -> tuple[np.ndarra
 
 
 class _Nearest2:
-    """Per pixel, the two nearest distinct labels seen so far and their squared distances."""
+    """Per pixel, the two nearest distinct labels seen so far and their squared distances (updated in place)."""
 
     def __init__(self, shape):
         self.label1, self.label2 = np.zeros(shape, np.int64), np.zeros(shape, np.int64)
         self.d1, self.d2 = np.full(shape, np.inf), np.full(shape, np.inf)
 
     def insert(self, label: np.ndarray, d: np.ndarray) -> None:
+        """Offer candidate `label` (0 = none) at squared distance `d`, both (H, W)."""
         seen = label > 0
-        same1 = seen & (label == self.label1)
-        same2 = seen & (label == self.label2) & ~same1
-        self.d1 = np.where(same1, np.minimum(self.d1, d), self.d1)
-        self.d2 = np.where(same2, np.minimum(self.d2, d), self.d2)
+        same1 = seen & (label == self.label1)  # a nearer pixel of the nearest label
+        np.minimum(self.d1, d, out=self.d1, where=same1)
+        same2 = seen & (label == self.label2) & ~same1  # ... of the second label, which may overtake the first
+        np.minimum(self.d2, d, out=self.d2, where=same2)
         swap = same2 & (self.d2 < self.d1)
         new = seen & ~same1 & ~same2
-        first = new & (d < self.d1)  # the new label becomes the nearest; the old nearest moves to second
+        first = new & (d < self.d1)  # a new nearest label; the old nearest becomes the second
         second = new & ~first & (d < self.d2)
-        label2 = np.where(first | swap, self.label1, np.where(second, label, self.label2))
-        d2 = np.where(first | swap, self.d1, np.where(second, d, self.d2))
-        self.label1 = np.where(first, label, np.where(swap, self.label2, self.label1))
-        self.d1 = np.where(first, d, np.where(swap, self.d2, self.d1))
-        self.label2, self.d2 = label2, d2
+        label1, d1 = self.label1.copy(), self.d1.copy()
+        np.copyto(self.label1, label, where=first)
+        np.copyto(self.d1, d, where=first)
+        np.copyto(self.label1, self.label2, where=swap)
+        np.copyto(self.d1, self.d2, where=swap)
+        np.copyto(self.label2, label1, where=first | swap)
+        np.copyto(self.d2, d1, where=first | swap)
+        np.copyto(self.label2, label, where=second)
+        np.copyto(self.d2, d, where=second)
 
 
 def _search_radius(w0: float, sigma: float) -> int:

@@ -35,7 +35,7 @@ class DataConfig:
     image_dir: str = "images"  # image folder under DIR (or under DIR/<split>), or an absolute path
     mask_dir: str = "masks"  # mask folder, like image_dir
     # Validation split of a folder dataset: DIR/val if it exists, else val_list, else a seeded random fraction.
-    val_list: str | None = None  # text file naming the validation images, one stem or file name per line
+    val_list: str | None = None  # text file naming the validation images, one per line; relative: to cwd, else DIR
     val_fraction: float = 0.2  # share of the pairs held out for validation (typical 0.1-0.2); 0 = no validation
     # Mask encoding of a folder dataset.
     class_values: list | None = None  # mask value of each class in order, ints or [r, g, b]; None = values found
@@ -101,7 +101,12 @@ class ImageDataset(torch.utils.data.Dataset):
         return self._items[i] if self._items is not None else self._prepare(i)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        self._check_index(i)
         return self._to_item(*self.load(i), self.source.name(i))
+
+    def _check_index(self, i: int) -> None:
+        if not 0 <= i < len(self):  # also ends `for item in dataset` on sources that could generate any index
+            raise IndexError(f"item {i} out of range for {len(self)} items")
 
     def _prepare(self, i: int):
         image, classes, instances = self.source.load(i)
@@ -134,8 +139,7 @@ class PatchDataset(ImageDataset):
         self.epoch = epoch
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        if not 0 <= i < len(self):
-            raise IndexError(f"patch {i} out of range for {len(self)} patches")
+        self._check_index(i)
         rng = np.random.default_rng([self.seed, self.epoch, i])
         image, classes, weight = self.load(i % len(self.source))
         centre = None

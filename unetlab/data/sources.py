@@ -40,10 +40,14 @@ class SyntheticSource:
 
 
 class FolderSource:
-    """Image/mask file pairs; masks are turned into class indices with `info.mask_to_classes`."""
+    """Image/mask file pairs; masks are turned into class indices with `info.mask_to_classes`.
 
-    def __init__(self, pairs: list[tuple[Path, Path]], info: DataInfo, arrays: list | None = None):
-        self.pairs, self.info, self.arrays = pairs, info, arrays
+    `arrays` ({pair index: (image, mask)}) hands over what the scan has read already: the first load of such a
+    pair takes them (and lets them go), later loads read the files.
+    """
+
+    def __init__(self, pairs: list[tuple[Path, Path]], info: DataInfo, arrays: dict | None = None):
+        self.pairs, self.info, self.arrays = pairs, info, arrays or {}
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -52,9 +56,7 @@ class FolderSource:
         return str(self.pairs[i][0])
 
     def load(self, i: int):
-        image, mask = (
-            self.arrays[i] if self.arrays is not None else (read_image(self.pairs[i][0]), read_mask(self.pairs[i][1]))
-        )
+        image, mask = self.arrays.pop(i, None) or (read_image(self.pairs[i][0]), read_mask(self.pairs[i][1]))
         mask = prepare_mask(mask, self.info.is_colour_mask)
         return image, self.info.mask_to_classes(mask, str(self.pairs[i][1])), None
 
@@ -85,8 +87,8 @@ def folder_sources(cfg) -> tuple[FolderSource, FolderSource, DataInfo]:
     info = _data_info(cfg, scan)
     arrays = {r.image: r.arrays for r in scan.records}
     return (
-        FolderSource(train, info, [arrays[p[0]] for p in train] if cfg.cache else None),
-        FolderSource(val, info, [arrays[p[0]] for p in val] if cfg.cache else None),
+        FolderSource(train, info, {i: arrays[p[0]] for i, p in enumerate(train)} if cfg.cache else None),
+        FolderSource(val, info, {i: arrays[p[0]] for i, p in enumerate(val)} if cfg.cache else None),
         info,
     )
 
@@ -99,10 +101,13 @@ def _split(cfg, pairs: list, val_pairs: list | None) -> tuple[list, list]:
         return pairs, val_pairs
     if cfg.val_list:
         path = Path(cfg.val_list)
+        if not path.is_file() and (Path(cfg.source) / path).is_file():
+            path = Path(cfg.source) / path
         if not path.is_file():
             raise UnetlabError(f"val_list {path} not found; give a text file with one image name per line")
-        wanted = {Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()}
         stems = {p[0].stem for p in pairs}
+        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        wanted = {name if name in stems else Path(name).stem for name in names}  # "a.png" or "a"
         if wanted - stems:
             raise UnetlabError(
                 f"val_list {path} names images that are not in the dataset: "

@@ -63,82 +63,93 @@ def _rng(kind: str, index: int, seed: int, size: int) -> np.random.Generator:
 
 def _cells(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     centres, radii = _scatter(rng, size, count=round(24 * (size / 128) ** 2), min_gap=14.0, radius=(10.0, 16.0))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    dy, dx = yy - centres[:, 0, None, None], xx - centres[:, 1, None, None]  # (n, H, W) each
-    angle = np.arctan2(dy, dx)
-    # Blob outlines: a radius that wobbles with the angle (random 2nd and 3rd harmonics).
-    wobble = np.zeros_like(angle)
-    for k in (2, 3):
-        amp, phase = rng.uniform(0.0, 0.12, (2, len(radii)))
-        wobble += amp[:, None, None] * np.cos(k * angle + 2 * np.pi * phase[:, None, None])
-    reach = np.hypot(dy, dx) / (radii[:, None, None] * (1 + wobble))  # < 1 inside cell i's blob; (n, H, W)
-    nearest = reach.argmin(axis=0)
-    labels = np.where(reach.min(axis=0) < 1, nearest + 1, 0)  # (H, W); neighbours meet on a curved Voronoi edge
+    amps = rng.uniform(0.0, 0.12, (len(radii), 2))  # outline wobble: 2nd and 3rd harmonics of the angle
+    phases = rng.uniform(0.0, 2 * np.pi, (len(radii), 2))
+    nuclei = rng.uniform(-0.4, 0.4, (len(radii), 2)) * radii[:, None]  # off-centre nucleus offsets (dy, dx)
+    # Each pixel goes to the cell it is deepest inside (reach = distance / wobbly radius, < 1 inside a blob), so
+    # neighbours meet on a curved edge. Work in each cell's bounding box: cost O(H W), not O(cells H W).
+    reach = np.full((size, size), np.inf, np.float32)
+    owner = np.zeros((size, size), np.int64)  # cell index + 1 of the smallest reach
+    in_nucleus = np.zeros((size, size), bool)
+    for i, ((cy, cx), r) in enumerate(zip(centres, radii)):
+        box, dy, dx = _box(cy, cx, r * (1 + amps[i].sum()) + 1, size)
+        angle = np.arctan2(dy, dx)
+        wobble = amps[i, 0] * np.cos(2 * angle + phases[i, 0]) + amps[i, 1] * np.cos(3 * angle + phases[i, 1])
+        mine = np.hypot(dy, dx) / (r * (1 + wobble))
+        closer = mine < reach[box]
+        reach[box] = np.where(closer, mine, reach[box])
+        owner[box] = np.where(closer, i + 1, owner[box])
+        in_nucleus[box] = np.where(closer, np.hypot(dy - nuclei[i, 0], dx - nuclei[i, 1]) < 0.35 * r, in_nucleus[box])
+    labels = np.where(reach < 1, owner, 0)  # (H, W)
     # Open a 2 px gap wherever two cells touch: clear a pixel when a 4-neighbour belongs to another cell.
     padded = np.pad(labels, 1)
     neighbours = np.stack([padded[:-2, 1:-1], padded[2:, 1:-1], padded[1:-1, :-2], padded[1:-1, 2:]])  # (4, H, W)
     touching = ((neighbours != labels) & (neighbours > 0)).any(axis=0) & (labels > 0)
-    instances = np.where(touching, 0, labels).astype(np.int64)
+    instances = np.where(touching, 0, labels)
 
-    # Texture: each cell has its own brightness, a darker off-centre nucleus and a granular inside; edges fade.
-    brightness = rng.uniform(0.4, 0.8, len(radii)).astype(np.float32)
-    nucleus = rng.uniform(-0.4, 0.4, (len(radii), 2)).astype(np.float32) * radii[:, None]
-    inside_reach = np.take_along_axis(reach, nearest[None], axis=0)[0]
-    nuc_dist = np.hypot(dy - nucleus[:, 0, None, None], dx - nucleus[:, 1, None, None])
-    in_nucleus = np.take_along_axis(nuc_dist, nearest[None], axis=0)[0] < 0.35 * radii[nearest]
-    cell = brightness[nearest] * (1 - 0.25 * in_nucleus) * np.clip((1 - inside_reach) * radii[nearest] / 2, 0.6, 1)
-    cell = cell * (1 + 0.15 * _value_noise(rng, size, cells=size // 6))
+    # Texture: each cell has its own brightness, a darker nucleus and a granular inside; edges fade over ~2 px.
+    brightness = np.concatenate([[0.0], rng.uniform(0.4, 0.8, len(radii))])  # by owner; 0 = no cell
+    edge = np.clip((1 - reach) * np.concatenate([[1.0], radii])[owner] / 2, 0.6, 1)
+    cell = brightness[owner] * (1 - 0.25 * in_nucleus) * edge * (1 + 0.15 * _value_noise(rng, size, size // 6))
     background = 0.3 + 0.12 * _value_noise(rng, size, cells=6)
     # Debris: small bright specks in the background, as bright as cells but too small to be cells (class 0).
-    debris_centres, debris_radii = _scatter(
-        rng, size, count=round(10 * (size / 128) ** 2), min_gap=6.0, radius=(1.5, 4.0)
-    )
-    for (cy, cx), r in zip(debris_centres, debris_radii):
-        speck = (np.hypot(yy - cy, xx - cx) < r) & (labels == 0)
-        background = np.where(speck, rng.uniform(0.45, 0.8), background)
+    specks, speck_radii = _scatter(rng, size, count=round(10 * (size / 128) ** 2), min_gap=6.0, radius=(1.5, 4.0))
+    for (cy, cx), r in zip(specks, speck_radii):
+        box, dy, dx = _box(cy, cx, r + 1, size)
+        speck = (np.hypot(dy, dx) < r) & (labels[box] == 0)
+        background[box] = np.where(speck, rng.uniform(0.45, 0.8), background[box])
     image = np.where(instances > 0, cell, background)
     image = image * (1 + 0.35 * _value_noise(rng, size, cells=2))  # uneven illumination
     image = _blur(image) + rng.normal(0, 0.08, image.shape)
-    return np.clip(image, 0, 1).astype(np.float32)[None], instances
+    return np.clip(image, 0, 1).astype(np.float32)[None], instances.astype(np.int64)
 
 
 def _shapes(rng: np.random.Generator, size: int) -> tuple[np.ndarray, np.ndarray]:
     tints = np.array([[0.9, 0.35, 0.3], [0.3, 0.8, 0.35], [0.35, 0.4, 0.9]], dtype=np.float32)  # classes 1, 2, 3
     centres, radii = _scatter(rng, size, count=round(6 * (size / 128) ** 2), min_gap=12.0, radius=(7.0, 18.0))
-    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
     mask = np.zeros((size, size), np.int64)
     image = 0.45 + 0.1 * np.stack([_value_noise(rng, size, cells=6) for _ in range(3)])  # (3, H, W) background
+    texture = 0.9 + 0.1 * _value_noise(rng, size, cells=max(2, size // 8))  # shared by all objects
+    corners = np.pi / 2 + np.array([0, 2, 4]) * np.pi / 3  # directions of a triangle's edge normals
     for (cy, cx), r in zip(centres, radii):
         cls = int(rng.integers(1, 4))
         theta = rng.uniform(0, 2 * np.pi)
-        u = np.cos(theta) * (xx - cx) + np.sin(theta) * (yy - cy)  # coordinates in the shape's rotated frame
-        v = -np.sin(theta) * (xx - cx) + np.cos(theta) * (yy - cy)
+        box, dy, dx = _box(cy, cx, 1.2 * r + 1, size)
+        u = np.cos(theta) * dx + np.sin(theta) * dy  # coordinates in the shape's rotated frame
+        v = -np.sin(theta) * dx + np.cos(theta) * dy
         if cls == 1:
             inside = u**2 + v**2 < r**2
         elif cls == 2:
             inside = np.maximum(abs(u), abs(v)) < 0.8 * r
-        else:  # equilateral triangle with circumradius r: three half-planes
-            normals = [
-                (np.cos(a), np.sin(a)) for a in (np.pi / 2, np.pi / 2 + 2 * np.pi / 3, np.pi / 2 + 4 * np.pi / 3)
-            ]
-            inside = np.all([nu * u + nv * v < r / 2 for nu, nv in normals], axis=0)
+        else:  # equilateral triangle with circumradius r: inside three half-planes
+            inside = np.all([np.cos(a) * u + np.sin(a) * v < r / 2 for a in corners], axis=0)
         colour = np.clip(tints[cls - 1] + rng.uniform(-0.2, 0.2, 3), 0, 1).astype(np.float32)
-        mask[inside] = cls
-        image[:, inside] = colour[:, None] * (0.9 + 0.1 * _value_noise(rng, size, cells=16)[inside])
+        mask[box] = np.where(inside, cls, mask[box])
+        image[(slice(None), *box)] = np.where(inside, colour[:, None, None] * texture[box], image[(slice(None), *box)])
     image = np.stack([_blur(c) for c in image]) + rng.normal(0, 0.05, image.shape)
     return np.clip(image, 0, 1).astype(np.float32), mask
 
 
+def _box(cy: float, cx: float, radius: float, size: int) -> tuple[tuple[slice, slice], np.ndarray, np.ndarray]:
+    """The pixels within `radius` of (cy, cx), clipped to the image: (rows, cols) slices and the offsets dy (h, 1),
+    dx (1, w) of those pixels from the centre."""
+    y0, y1 = max(0, int(cy - radius)), min(size, int(cy + radius) + 2)
+    x0, x1 = max(0, int(cx - radius)), min(size, int(cx + radius) + 2)
+    dy = np.arange(y0, y1, dtype=np.float32)[:, None] - cy
+    dx = np.arange(x0, x1, dtype=np.float32)[None, :] - cx
+    return (slice(y0, y1), slice(x0, x1)), dy, dx
+
+
 def _scatter(rng, size, count, min_gap, radius) -> tuple[np.ndarray, np.ndarray]:
     """Up to `count` centres (n, 2) at least `min_gap` px apart (dart throwing), and their radii (n,)."""
-    centres = []
+    centres = np.empty((0, 2))
     for candidate in rng.uniform(0, size, (count * 20, 2)):
-        if all(np.hypot(*(candidate - c)) >= min_gap for c in centres):
-            centres.append(candidate)
+        if len(centres) == 0 or np.hypot(*(centres - candidate).T).min() >= min_gap:
+            centres = np.vstack([centres, candidate])
             if len(centres) == count:
                 break
     radii = rng.uniform(*radius, len(centres))
-    return np.array(centres, np.float32).reshape(-1, 2), radii.astype(np.float32)
+    return centres.astype(np.float32), radii.astype(np.float32)
 
 
 def _value_noise(rng: np.random.Generator, size: int, cells: int) -> np.ndarray:
