@@ -11,6 +11,7 @@ from unetlab import UnetlabError
 from unetlab.checkpoint import load_checkpoint
 from unetlab.config import TrainConfig, resolve_config
 from unetlab.data import DataConfig
+from unetlab.evaluate import metric_names
 from unetlab.train import train
 
 
@@ -42,6 +43,8 @@ def test_train_tiny_run_writes_the_run_folder(tmp_path):
     assert [r["epoch"] for r in records] == [1, 2]
     for key in ("train/loss", "val/loss", "val/dice", "val/iou", "val/threshold", "lr", "images_per_s", "elapsed_s"):
         assert isinstance(records[-1][key], float), key
+    logged = {k.removeprefix("val/") for k in records[-1] if k.startswith("val/")}
+    assert logged == set(metric_names(["background", "cell"], binary=True))  # what --best-metric may name
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best.training["state"]["best_epoch"] in (1, 2) and "optimizer" not in best.training
     assert 0.0 <= best.threshold <= 1.0 and best.model_kwargs["num_classes"] == 1
@@ -119,3 +122,9 @@ def test_train_multiclass_shapes_uses_softmax_and_reports_per_class_dice(tmp_pat
 def test_train_rejects_a_class_count_that_does_not_fit_the_data(tmp_path):
     with pytest.raises(UnetlabError, match="the data has 2 classes but the model is set to num_classes=3"):
         train(tiny_config(tmp_path, model_kwargs={"base_channels": 4, "depth": 2, "num_classes": 3}))
+
+
+def test_train_rejects_an_unknown_best_metric_before_training(tmp_path):
+    with pytest.raises(UnetlabError, match="--best-metric 'f1' is not a validation metric; choose one of loss, dice"):
+        train(tiny_config(tmp_path, best_metric="f1"))
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from unetlab.data.info import IGNORE_INDEX
 from unetlab.inference import predict_tiled
-from unetlab.metrics import MetricAccumulator
+from unetlab.metrics import METRICS, MetricAccumulator
 
 THRESHOLD_BINS = 200
 
@@ -63,6 +63,13 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
         metrics |= {"threshold": threshold, "dice_at_threshold": dice}
     model.train(was_training)
     return metrics, threshold, samples
+
+
+def metric_names(class_names: list[str], binary: bool) -> list[str]:
+    """The keys of `evaluate`'s metrics: headline scores, per-class scores, and the threshold's for binary models."""
+    scores = list(METRICS)
+    names = ["loss", *scores, *(f"{m}/{c}" for m in scores for c in class_names)]
+    return names + (["threshold", "dice_at_threshold"] if binary else [])
 
 
 def choose_threshold(negatives: torch.Tensor, positives: torch.Tensor) -> tuple[float, float]:

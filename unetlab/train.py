@@ -24,7 +24,7 @@ from unetlab.config import TrainConfig, save_config
 from unetlab.data import build_datasets
 from unetlab.data.transforms import build_augmentation
 from unetlab.errors import UnetlabError
-from unetlab.evaluate import evaluate
+from unetlab.evaluate import evaluate, metric_names
 from unetlab.losses import build_loss
 from unetlab.models import create_model
 from unetlab.models.blocks import center_crop
@@ -79,6 +79,11 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
     train_ds, val_ds, info = build_datasets(data_cfg)
     model_kwargs = _model_kwargs(cfg, info)
     model = create_model(cfg.model, **model_kwargs)
+    names = metric_names(info.class_names or [str(k) for k in range(info.num_classes)], model.num_classes == 1)
+    if cfg.best_metric not in names:
+        raise UnetlabError(
+            f"--best-metric {cfg.best_metric!r} is not a validation metric; choose one of {', '.join(names)}"
+        )
     if model.padding == "valid" and model.valid_input_size(cfg.data.patch_size) != cfg.data.patch_size:
         try:
             model.output_size(cfg.data.patch_size)
@@ -241,13 +246,12 @@ def _evaluate_and_log(model, val_ds, info, loss_fn, cfg, runtime, state, plateau
         record |= {f"val/{k}": v for k, v in metrics.items()}
         if threshold is not None:
             state.threshold = threshold
-        value = metrics.get(cfg.best_metric)
-        if value is None:
-            raise UnetlabError(
-                f"--best-metric {cfg.best_metric!r} is not a validation metric; choose one of {', '.join(metrics)}"
-            )
-        plateau.update(value)
-        better = state.best is None or (value < state.best if cfg.best_metric == "loss" else value > state.best)
+        value = metrics[cfg.best_metric]  # NaN when no image has the class, nor a prediction of it: no information
+        if not math.isnan(value):
+            plateau.update(value)
+        better = not math.isnan(value) and (
+            state.best is None or (value < state.best if cfg.best_metric == "loss" else value > state.best)
+        )
         if better:
             state.best, state.best_epoch, state.bad_evals = value, state.epoch, 0
             save("best.pt", with_optimizer=False)
