@@ -57,7 +57,7 @@ class TrainConfig:
     amp: str = "auto"  # none | bf16 | fp16 | auto (bf16 on GPUs that support it, none on CPU)
     channels_last: bool = False  # NHWC memory format (faster convolutions on recent GPUs)
     compile: bool = False  # torch.compile the model
-    workers: int = 2  # data-loading processes; 0 = load in the main process
+    workers: int = 0  # data-loading processes; 0 = in the main process (cached data: crops are cheap)
     seed: int = 0  # seeds model init, data order, augmentation and dropout (data.seed: images, split, patches)
     deterministic: bool = False  # deterministic algorithms (exact resume; slower on GPU)
     max_steps: int = -1  # stop (resumably) after this many optimiser steps in this session; -1 = no limit

@@ -134,7 +134,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
         params = sum(p.numel() for p in model.parameters())
         print(
             f"unetlab train: {cfg.model} {model_kwargs} ({params:,} parameters) on {runtime.device}"
-            f"{f' x {runtime.world_size}' if runtime.distributed else ''}, amp {runtime.amp_dtype}, run {run_dir}"
+            f"{f' x {runtime.world_size}' if runtime.distributed else ''}, amp {runtime.amp_dtype}, run {run_dir}",
+            flush=True,  # seen at once when the output goes to a log file
         )
 
     def save(path_name: str, with_optimizer: bool = True) -> None:
@@ -216,7 +217,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
                 loss_count = 0
                 if runtime.is_main:
                     logger.log(record)
-                    print(_format_record(record))
+                    print(_format_record(record), flush=True)
                 if any_rank(0 <= cfg.patience <= state.bad_evals, runtime):
                     stopped = "early stopping"
             if runtime.is_main:
@@ -230,7 +231,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
             save("last.pt")
             print(
                 f"{stopped}: saved {run_dir / 'checkpoints' / 'last.pt'}; continue with "
-                f"`unetlab train --resume {run_dir}`"
+                f"`unetlab train --resume {run_dir}`",
+                flush=True,
             )
         logger.close()
     return TrainResult(run_dir, state, record, stopped, runtime.is_main)
