@@ -8,7 +8,8 @@ from unetlab import UnetlabError, create_model
 from unetlab.checkpoint import load_checkpoint, save_checkpoint
 from unetlab.data.info import DataInfo
 from unetlab.data.io import write_image
-from unetlab.prediction import Predictor, predict, resolve_device
+from unetlab.prediction import Predictor, predict
+from unetlab.runtime import resolve_device
 
 
 def binary_model(in_channels: int = 1):
@@ -104,7 +105,7 @@ def test_tta_option_averages_flips_and_rotations():
         ({"threshold": 0.3, "model": "multi"}, "threshold=0.3 applies to binary"),
         ({"threshold": 1.5}, "threshold=1.5 is not valid"),
         ({"overlap": 600}, "overlap=600"),
-        ({"device": "tpu:x"}, "device='tpu:x' is not valid"),
+        ({"device": "tpu:x"}, "--device 'tpu:x' is not valid"),
     ],
 )
 def test_invalid_options_are_named(options, message):

@@ -27,6 +27,7 @@ from unetlab.data.io import read_image
 from unetlab.errors import UnetlabError
 from unetlab.inference import TestTimeAugmentation, predict_tiled, resolve_tiling
 from unetlab.models.blocks import SegmentationModel
+from unetlab.runtime import resolve_device
 
 DEFAULT_THRESHOLD = 0.5
 ROWS_PER_BAND = 1024  # rows converted at a time from logits to classes: no (H, W) int64 array is ever made
@@ -46,23 +47,6 @@ class Prediction:
     probs: np.ndarray
     classes: np.ndarray
     mask: np.ndarray
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" -> the first CUDA device when there is one, else the CPU; anything else as torch reads it.
-
-    Raises:
-        UnetlabError: for a device name torch does not know, or CUDA asked for where there is none.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UnetlabError(f"device={device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnetlabError(f"device={device} asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
-    return device
 
 
 class Predictor:

@@ -5,6 +5,7 @@ Distributed training: run `torchrun --nproc_per_node N -m unetlab train ...` (ad
 the gradients); rank 0 evaluates, logs and writes checkpoints.
 """
 
+import datetime
 import os
 import random
 import signal
@@ -23,6 +24,7 @@ class Runtime:
     amp_dtype: torch.dtype | None  # autocast dtype, None = full precision
     rank: int = 0
     world_size: int = 1
+    owns_group: bool = False  # this process started the process group, and ends it
 
     @property
     def is_main(self) -> bool:
@@ -33,31 +35,56 @@ class Runtime:
         return self.world_size > 1
 
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" -> the first CUDA device when there is one, else the CPU; anything else as torch reads it.
+
+    Raises:
+        UnetlabError: for a device name torch does not know, or CUDA asked for where there is none.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UnetlabError(f"--device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnetlabError(f"--device {device} asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `--amp` ("auto", "none", "bf16", "fp16") on `device`; None = full precision.
+
+    "auto" is bf16 on GPUs that support it (fp16 on older ones) and full precision on the CPU.
+    """
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp not in AMP_DTYPES:
+        raise UnetlabError(f"--amp {amp!r} is not valid; use auto, none, bf16 or fp16")
+    if amp == "fp16" and device.type != "cuda":
+        raise UnetlabError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or none")
+    return AMP_DTYPES[amp]
+
+
 def setup_runtime(device: str, amp: str) -> Runtime:
     """Pick the device and autocast dtype; join the process group when started by torchrun."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     rank = int(os.environ.get("RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise UnetlabError(f"--device {device}: no CUDA device is available here; use --device cpu")
+    dev = resolve_device(device)
+    if dev.type == "cuda":
         if world_size > 1:
-            device = f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}"
-        torch.cuda.set_device(torch.device(device))
-    elif device != "cpu":
-        raise UnetlabError(f"--device {device!r} is not valid; use auto, cpu, cuda or cuda:N")
-    dev = torch.device(device)
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo")
-    if amp == "auto":
-        amp = "bf16" if dev.type == "cuda" and torch.cuda.is_bf16_supported() else "none"
-    dtypes = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-    if amp not in dtypes:
-        raise UnetlabError(f"--amp {amp!r} is not valid; use none, bf16, fp16 or auto")
-    if amp == "fp16" and dev.type != "cuda":
-        raise UnetlabError("--amp fp16 needs a CUDA device; on CPU use --amp bf16 or none")
-    return Runtime(dev, dtypes[amp], rank, world_size)
+            dev = torch.device(f"cuda:{int(os.environ.get('LOCAL_RANK', '0'))}")
+        torch.cuda.set_device(dev)
+    owns_group = world_size > 1 and not dist.is_initialized()
+    if owns_group:
+        # Rank 0 validates alone while the others wait: allow a long validation before timing out.
+        dist.init_process_group("nccl" if dev.type == "cuda" else "gloo", timeout=datetime.timedelta(hours=2))
+    return Runtime(dev, resolve_amp(amp, dev), rank, world_size, owns_group)
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
