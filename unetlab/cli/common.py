@@ -67,6 +67,11 @@ def mask_value(text: str) -> int | list[int]:
     return parts[0] if len(parts) == 1 else parts
 
 
+def ignore_value(text: str) -> int | list[int] | str:
+    """An argparse type for an unlabelled value: a mask value, or the name of a class such as "void"."""
+    return text if text.isidentifier() else mask_value(text)
+
+
 def parse_shape(text: str, option: str) -> tuple[int, ...]:
     """Parse "C,H,W" (or "H,W") into positive integers, naming `option` in the error."""
     try:

@@ -8,7 +8,7 @@ Settings resolve in three layers: `TrainConfig` defaults, then `--config FILE.ya
 import argparse
 
 from unetlab.checkpoint import load_training_checkpoint
-from unetlab.cli.common import MODEL_OPTIONS, add_model_options, mask_value, parse_floats
+from unetlab.cli.common import MODEL_OPTIONS, add_model_options, ignore_value, mask_value, parse_floats
 from unetlab.config import TrainConfig, load_config, merge, resolve_config
 from unetlab.errors import UnetlabError
 from unetlab.models import list_models
@@ -77,7 +77,13 @@ def add_parser(subparsers) -> None:
         help="mask value of each class in order, e.g. 0 255, or colours 0,0,0 255,0,0",
     )
     group.add_argument("--class-names", nargs="+", metavar="NAME", help="one name per class")
-    group.add_argument("--ignore-values", nargs="+", metavar="V", type=mask_value, help="unlabelled mask values")
+    group.add_argument(
+        "--ignore-values",
+        nargs="+",
+        metavar="V",
+        type=ignore_value,
+        help="unlabelled mask values, or class names such as void",
+    )
     group.add_argument("--mean", nargs="+", type=float, metavar="M", help="fixed per-channel mean on [0, 1]")
     group.add_argument("--std", nargs="+", type=float, metavar="S", help="fixed per-channel std on [0, 1]")
     group.add_argument("--patch-size", type=int, help="training patch side in px (default 128)")
