@@ -1,11 +1,14 @@
 """Checkpoint files: round trip, atomic writes, and clear errors for files from elsewhere."""
 
+import os
+
 import pytest
 import torch
 
 from unetlab import UnetlabError, create_model
 from unetlab.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, save_checkpoint
 from unetlab.data.info import DataInfo
+from unetlab.export import export_model
 
 
 def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
@@ -60,3 +63,27 @@ def test_atomic_save_keeps_the_old_file_when_writing_fails(tmp_path):
         atomic_save({"a": Unpicklable()}, path)
     assert torch.equal(torch.load(path, weights_only=True)["a"], torch.ones(2))
     assert [p.name for p in tmp_path.iterdir()] == ["last.pt"]
+
+
+def test_load_checkpoint_names_an_exported_model(tmp_path):
+    model = create_model("unet", base_channels=4, depth=2).eval()
+    for format, name in (("torchscript", "model.pt"), ("onnx", "model.onnx")):
+        export_model(model, tmp_path / name, format)  # what `unetlab export` writes
+        with pytest.raises(UnetlabError, match="exported (TorchScript|ONNX) model.*the training checkpoint"):
+            load_checkpoint(tmp_path / name)
+
+
+def test_checkpoint_whose_weights_do_not_fit_its_model_is_refused(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", create_model("unet", base_channels=4, depth=2))
+    payload = torch.load(tmp_path / "a.pt", weights_only=True)
+    payload["model"]["kwargs"]["depth"] = 3
+    torch.save(payload, tmp_path / "edited.pt")
+    with pytest.raises(UnetlabError, match=r"do not fit the unet .* \(26 missing .*; 10 wrong shape"):
+        load_checkpoint(tmp_path / "edited.pt").build_model()
+
+
+def test_checkpoint_files_are_readable_like_other_new_files(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", create_model("unet", base_channels=4, depth=2))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o666 & ~umask

@@ -4,7 +4,6 @@ import yaml
 
 from unetlab.checkpoint import load_checkpoint
 from unetlab.cli import main
-from unetlab.config import TrainConfig, resolve_config
 
 TINY = [
     "--num-train",
@@ -77,11 +76,12 @@ def test_cli_train_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
         assert message in err and "Traceback" not in err, (argv, err)
 
 
-def test_resolve_config_choosing_another_model_drops_the_default_models_options():
-    assert resolve_config({"model": "resnet18-unet"}).model_kwargs == {}
-    # the same model: given options layer over its defaults
-    assert resolve_config({"model": "unet", "model_kwargs": {"depth": 3}}).model_kwargs == {
-        "base_channels": 16,
-        "depth": 3,
-    }
-    assert resolve_config({}).model_kwargs == TrainConfig().model_kwargs
+def test_cli_train_exit_status_tells_an_interrupted_run(monkeypatch, tmp_path):
+    import signal
+
+    import unetlab.train
+    from unetlab.train import TrainResult, TrainState
+
+    result = TrainResult(tmp_path, TrainState(), {}, "interrupted", signal=signal.SIGTERM)
+    monkeypatch.setattr(unetlab.train, "train", lambda cfg, resume=None: result)
+    assert main(["train", "--out", str(tmp_path / "r")]) == 128 + signal.SIGTERM

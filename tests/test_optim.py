@@ -76,3 +76,8 @@ def test_build_optimizer_rejects_unknown_name_and_bad_lr():
     with pytest.raises(UnetlabError, match="lr=-1"):
         build_optimizer("sgd", [torch.zeros(1)], -1, 0.0, 0.9)
     assert not math.isnan(get_lr(0, schedule="constant", lr=1.0, total_steps=1))
+
+
+def test_build_optimizer_sgd_without_momentum_is_plain_sgd():
+    optimizer = build_optimizer("sgd", [torch.zeros(2, requires_grad=True)], lr=0.1, weight_decay=0.0, momentum=0.0)
+    assert not optimizer.defaults["nesterov"] and optimizer.defaults["momentum"] == 0.0

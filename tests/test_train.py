@@ -1,81 +1,142 @@
-"""The training engine end to end on tiny synthetic data: run folder, exact resume, signals, the NaN guard."""
+"""The training engine end to end on tiny synthetic data: run folder, exact resume, signals, the NaN guard, and
+the engine's options (accumulation, clipping, early stopping, schedules, no validation set, bf16)."""
 
 import json
 import os
 import signal
+from dataclasses import replace
 
 import pytest
 import torch
 
 from unetlab import UnetlabError
 from unetlab.checkpoint import load_checkpoint
-from unetlab.config import TrainConfig, resolve_config
+from unetlab.config import TrainConfig
 from unetlab.data import DataConfig
 from unetlab.evaluate import metric_names
+from unetlab.optim import get_lr
 from unetlab.train import train
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
     data = DataConfig(num_train=8, num_val=2, image_size=40, patch_size=32)
     values = dict(
-        model_kwargs={"base_channels": 4, "depth": 2},
-        data=data,
-        epochs=2,
-        batch_size=2,
-        workers=0,
-        progress=False,
-        tensorboard=False,
-        samples=1,
-        warmup_epochs=0.5,
-        out=str(tmp_path / "run"),
-    )
+        model_kwargs={"base_channels": 4, "depth": 2}, data=data, epochs=2, batch_size=2, workers=0, progress=False,
+        tensorboard=False, samples=1, warmup_epochs=0.5, out=str(tmp_path / "run"),
+    )  # fmt: skip
     return TrainConfig(**{**values, **overrides})
 
 
+def records(run_dir) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def weights(run_dir, name: str = "last.pt") -> dict:
+    return load_checkpoint(run_dir / "checkpoints" / name).state_dict
+
+
 def test_train_tiny_run_writes_the_run_folder(tmp_path):
-    cfg = tiny_config(tmp_path, tensorboard=True)
-    result = train(cfg)
+    result = train(tiny_config(tmp_path, tensorboard=True))
     run = tmp_path / "run"
     assert result.stopped == "finished" and result.state.epoch == 2 and result.state.step == 8
     assert (run / "config.yaml").is_file() and (run / "samples" / "epoch_0002.png").is_file()
     assert any((run / "tensorboard").iterdir())
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in records] == [1, 2]
+    logged = records(run)
+    assert [r["epoch"] for r in logged] == [1, 2]
     for key in ("train/loss", "val/loss", "val/dice", "val/iou", "val/threshold", "lr", "images_per_s", "elapsed_s"):
-        assert isinstance(records[-1][key], float), key
-    logged = {k.removeprefix("val/") for k in records[-1] if k.startswith("val/")}
-    assert logged == set(metric_names(["background", "cell"], binary=True))  # what --best-metric may name
+        assert isinstance(logged[-1][key], float), key
+    assert {k.removeprefix("val/") for k in logged[-1] if k.startswith("val/")} == set(
+        metric_names(["background", "cell"], binary=True)
+    )  # what --best-metric may name
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best.training["state"]["best_epoch"] in (1, 2) and "optimizer" not in best.training
     assert 0.0 <= best.threshold <= 1.0 and best.model_kwargs["num_classes"] == 1
     assert best.data.class_names == ["background", "cell"]
     last = load_checkpoint(run / "checkpoints" / "last.pt")
-    assert last.training["state"]["epoch"] == 2 and last.training["config"]["epochs"] == 2
+    assert last.training["state"]["epoch"] == 2 and last.training["state"]["elapsed"] > 0
 
 
-def test_train_interrupted_and_resumed_ends_with_the_same_weights(tmp_path):
-    """On CPU with deterministic algorithms, stopping mid-epoch and resuming changes nothing."""
-    whole = train(
-        tiny_config(tmp_path / "a", deterministic=True, model_kwargs={"base_channels": 4, "depth": 2, "dropout": 0.3})
-    )
-    cut = tiny_config(
-        tmp_path / "b", deterministic=True, max_steps=3, model_kwargs={"base_channels": 4, "depth": 2, "dropout": 0.3}
-    )
-    first = train(cut)
-    assert first.stopped == "max_steps" and first.state.step == 3 and first.state.batch == 3
-    second = train(resolve_config(first_config(first.run_dir), {"max_steps": -1}), resume=first.run_dir)
-    assert second.stopped == "finished" and second.state.step == whole.state.step
+@pytest.mark.parametrize("cut", [3, 4])  # mid-epoch, and at the end of the first epoch (4 steps per epoch)
+def test_train_interrupted_and_resumed_ends_with_the_same_weights(tmp_path, cut):
+    """On CPU with deterministic algorithms, stopping anywhere and resuming changes nothing."""
+    kwargs = {"base_channels": 4, "depth": 2, "dropout": 0.3}
+    whole = train(tiny_config(tmp_path / "a", deterministic=True, model_kwargs=kwargs))
+    first = train(tiny_config(tmp_path / "b", deterministic=True, model_kwargs=kwargs, max_steps=cut))
+    assert first.stopped == "max_steps" and first.state.step == cut
+    cfg = TrainConfig.from_dict(load_checkpoint(first.run_dir / "checkpoints" / "last.pt").training["config"])
+    second = train(replace(cfg, max_steps=-1), resume=first.run_dir)
+    assert second.stopped == "finished" and second.state.step == whole.state.step == 8
     a = load_checkpoint(whole.run_dir / "checkpoints" / "last.pt")
     b = load_checkpoint(second.run_dir / "checkpoints" / "last.pt")
     for key, value in a.state_dict.items():
         assert torch.equal(value, b.state_dict[key]), key
-    assert a.training["optimizer"]["state"].keys() == b.training["optimizer"]["state"].keys()
     for index, moments in a.training["optimizer"]["state"].items():
         assert torch.equal(moments["exp_avg_sq"], b.training["optimizer"]["state"][index]["exp_avg_sq"])
 
 
-def first_config(run_dir) -> dict:
-    return load_checkpoint(run_dir / "checkpoints" / "last.pt").training["config"]
+def test_train_max_steps_counts_the_steps_of_this_session(tmp_path):
+    first = train(tiny_config(tmp_path, max_steps=3))
+    again = train(tiny_config(tmp_path, max_steps=3), resume=first.run_dir)
+    assert again.stopped == "max_steps" and again.state.step == 6
+
+
+def test_train_accumulated_batches_equal_one_joint_batch(tmp_path):
+    # No BatchNorm, a per-pixel mean loss and no augmentation: then two batches of 2 make the gradient of 4.
+    same = dict(model_kwargs={"base_channels": 4, "depth": 2, "norm": "none"}, loss="ce", augment="none")
+    joint = train(tiny_config(tmp_path / "joint", batch_size=4, **same))
+    split = train(tiny_config(tmp_path / "split", batch_size=2, accumulate=2, **same))
+    assert joint.state.step == split.state.step == 4
+    for key, value in weights(joint.run_dir).items():
+        # the two halves are summed in another order than one batch: float rounding
+        torch.testing.assert_close(weights(split.run_dir)[key], value, rtol=1e-5, atol=1e-7, msg=key)
+
+
+def test_train_clip_grad_bounds_each_update(tmp_path):
+    start = {}
+
+    def snapshot(state, model):
+        if state.step == 1:
+            start.update({k: v.clone() for k, v in model.state_dict().items()})
+
+    cfg = tiny_config(tmp_path, optimizer="sgd", momentum=0.0, weight_decay=0.0, lr=1.0, schedule="constant",
+                      warmup_epochs=0.0, clip_grad=1e-3, epochs=1, max_steps=2, eval_every=1)  # fmt: skip
+    result = train(cfg, on_step=snapshot)
+    end = weights(result.run_dir)
+    moved = torch.cat([(end[k] - start[k]).flatten() for k, v in start.items() if v.is_floating_point()
+                       and "running" not in k])  # fmt: skip
+    assert 0 < moved.norm() <= 1e-3 * (1 + 1e-4)  # plain SGD: the step is lr x the clipped gradient
+
+
+def test_train_stops_early_after_patience_evaluations_without_improvement(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=6, lr=1e-12, schedule="constant", warmup_epochs=0.0, patience=1,
+                      best_metric="loss")  # fmt: skip
+    result = train(cfg)  # lr 1e-12: the loss cannot improve after the first evaluation
+    # patience 1: the first evaluation without improvement (epoch 2) ends the run
+    assert result.stopped == "early stopping" and result.state.epoch == 2 and result.state.best_epoch == 1
+
+
+def test_train_logs_the_scheduled_learning_rate_and_only_plateau_reduces_it(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=4, lr=1e-12, schedule="constant", warmup_epochs=0.0, step_epochs=0.5,
+                      gamma=0.5, best_metric="loss")  # fmt: skip
+    assert [r["lr"] for r in records(train(cfg).run_dir)] == [1e-12] * 4  # no plateau factor on "constant"
+    cfg = replace(cfg, schedule="cosine", out=str(tmp_path / "cosine"))
+    logged = records(train(cfg).run_dir)
+    assert [r["lr"] for r in logged] == [get_lr(r["step"], schedule="cosine", lr=1e-12, total_steps=16) for r in logged]
+
+
+def test_train_without_validation_set_trains_and_writes_no_best(tmp_path, capsys):
+    result = train(tiny_config(tmp_path, data=DataConfig(num_train=8, num_val=0, image_size=40, patch_size=32)))
+    assert result.stopped == "finished" and "val/dice" not in result.metrics and "train/loss" in result.metrics
+    assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").threshold is None
+    assert "no validation set" in capsys.readouterr().out
+    with pytest.raises(UnetlabError, match="--patience need a validation set"):
+        train(tiny_config(tmp_path / "p", patience=2, data=DataConfig(num_train=8, num_val=0, image_size=40)))
+
+
+def test_train_bf16_autocast_runs_on_cpu(tmp_path):
+    result = train(tiny_config(tmp_path, amp="bf16", epochs=1))
+    assert result.stopped == "finished" and 0.0 <= result.metrics["val/dice"] <= 1.0
 
 
 def test_train_sigterm_saves_a_resumable_checkpoint(tmp_path):
@@ -84,7 +145,7 @@ def test_train_sigterm_saves_a_resumable_checkpoint(tmp_path):
             os.kill(os.getpid(), signal.SIGTERM)
 
     result = train(tiny_config(tmp_path), on_step=send_sigterm)
-    assert result.stopped == "interrupted"
+    assert result.stopped == "interrupted" and result.signal == signal.SIGTERM
     saved = load_checkpoint(result.run_dir / "checkpoints" / "last.pt").training
     assert saved["state"]["step"] == 2 and saved["state"]["batch"] == 2 and "optimizer" in saved
     assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handler is gone again
@@ -96,35 +157,45 @@ def test_train_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path
             with torch.no_grad():
                 next(model.parameters()).fill_(float("nan"))
 
-    with pytest.raises(UnetlabError, match="the loss became nan at epoch 2.*last good checkpoint"):
+    with pytest.raises(UnetlabError, match="NaN or inf in epoch 2, between steps 5 and 8.*last good checkpoint"):
         train(tiny_config(tmp_path), on_step=poison)
     last = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")
     assert last.training["state"]["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last.state_dict.values() if v.is_floating_point())
 
 
+def test_train_refuses_a_run_folder_that_is_not_empty(tmp_path):
+    first = train(tiny_config(tmp_path, epochs=1))
+    with pytest.raises(UnetlabError, match="is not empty; continue that run with --resume"):
+        train(tiny_config(tmp_path, epochs=1))
+    assert records(first.run_dir)[0]["epoch"] == 1 and len(records(first.run_dir)) == 1  # untouched
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UnetlabError, match="is a file"):
+        train(tiny_config(tmp_path, out=str(tmp_path / "file")))
+
+
 def test_train_classic_valid_model_crops_the_mask_to_its_output(tmp_path):
-    cfg = tiny_config(tmp_path, model="unet-classic", model_kwargs={"base_channels": 2, "depth": 1}, epochs=1,
-                      data=DataConfig(num_train=4, num_val=1, image_size=40, patch_size=36))  # fmt: skip
+    cfg = tiny_config(tmp_path, model="unet-classic", model_kwargs={"base_channels": 4, "depth": 1}, epochs=3,
+                      lr=0.01, data=DataConfig(num_train=8, num_val=1, image_size=40, patch_size=36))  # fmt: skip
     result = train(cfg)
-    assert result.stopped == "finished" and 0.0 <= result.metrics["val/dice"] <= 1.0
+    assert result.stopped == "finished"
+    assert records(result.run_dir)[-1]["train/loss"] < records(result.run_dir)[0]["train/loss"]  # it learns
 
 
 def test_train_multiclass_shapes_uses_softmax_and_reports_per_class_dice(tmp_path):
-    cfg = tiny_config(tmp_path, epochs=1, data=DataConfig(source="synthetic-shapes", num_train=4, num_val=1,
-                                                          image_size=40, patch_size=32))  # fmt: skip
-    result = train(cfg)
+    data = DataConfig(source="synthetic-shapes", num_train=4, num_val=1, image_size=40, patch_size=32)
+    result = train(tiny_config(tmp_path, epochs=1, data=data))
     ckpt = load_checkpoint(result.run_dir / "checkpoints" / "last.pt")
     assert ckpt.model_kwargs["num_classes"] == ckpt.data.num_classes > 2 and ckpt.threshold is None
     assert sum(key.startswith("val/dice/") for key in result.metrics) == ckpt.data.num_classes
 
 
-def test_train_rejects_a_class_count_that_does_not_fit_the_data(tmp_path):
-    with pytest.raises(UnetlabError, match="the data has 2 classes but the model is set to num_classes=3"):
-        train(tiny_config(tmp_path, model_kwargs={"base_channels": 4, "depth": 2, "num_classes": 3}))
-
-
-def test_train_rejects_an_unknown_best_metric_before_training(tmp_path):
-    with pytest.raises(UnetlabError, match="--best-metric 'f1' is not a validation metric; choose one of loss, dice"):
-        train(tiny_config(tmp_path, best_metric="f1"))
-    assert not (tmp_path / "run" / "checkpoints").exists()
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"model_kwargs": {"base_channels": 4, "depth": 2, "num_classes": 3}}, "the data has 2 classes but --num-classes"),
+    ({"best_metric": "f1"}, "--best-metric 'f1' is not a validation metric; choose one of loss, dice"),
+    ({"model": "unet-classic", "model_kwargs": {"base_channels": 2}}, "--patch-size 32 does not fit unet-classic"),
+])  # fmt: skip
+def test_train_rejects_settings_that_do_not_fit_before_training(tmp_path, overrides, message):
+    with pytest.raises(UnetlabError, match=message):
+        train(tiny_config(tmp_path, **overrides))
+    assert not (tmp_path / "run").exists()

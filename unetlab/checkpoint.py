@@ -16,6 +16,7 @@ A checkpoint is a dict of plain types and tensors, written atomically and read w
 
 import os
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,7 +31,7 @@ from unetlab.models import create_model
 FORMAT = "unetlab-checkpoint"
 FORMAT_VERSION = 1
 # kwargs that name files on the machine that trained the model; the weights are in the checkpoint already
-_MACHINE_KWARGS = ("encoder_weights",)
+MACHINE_KWARGS = ("encoder_weights",)
 
 
 @dataclass
@@ -46,8 +47,23 @@ class Checkpoint:
     def build_model(self, device: str | torch.device = "cpu") -> nn.Module:
         """The model with its trained weights, in eval mode, on `device`."""
         model = create_model(self.model_name, **self.model_kwargs)
+        mismatch = state_dict_mismatch(model.state_dict(), self.state_dict)
+        if mismatch:
+            raise UnetlabError(
+                f"checkpoint {self.path}: its weights do not fit the {self.model_name} {self.model_kwargs} it records "
+                f"({mismatch}); the file was edited or damaged, so use the checkpoint as training wrote it"
+            )
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
+
+
+def state_dict_mismatch(own: dict, theirs: dict) -> str:
+    """What keeps `theirs` from loading into a model whose state dict is `own`: "" when it loads strictly."""
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    wrong = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
+    found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+    return "; ".join(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})" for label, keys in found if keys)
 
 
 def save_checkpoint(
@@ -72,7 +88,7 @@ def save_checkpoint(
         "unetlab_version": __version__,
         "model": {
             "name": spec["name"],
-            "kwargs": {k: v for k, v in spec["kwargs"].items() if k not in _MACHINE_KWARGS},
+            "kwargs": {k: v for k, v in spec["kwargs"].items() if k not in MACHINE_KWARGS},
         },
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "data": data.to_dict() if data is not None else None,
@@ -87,6 +103,9 @@ def atomic_save(obj, path: str | Path) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp makes it private)
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -110,6 +129,12 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UnetlabError(f"{path} is a folder; pass a checkpoint file such as {path / 'checkpoints' / 'best.pt'}")
     if not path.is_file():
         raise UnetlabError(f"checkpoint {path} not found; pass the .pt file that `unetlab train` wrote")
+    exported = _exported_format(path)
+    if exported:
+        raise UnetlabError(
+            f"{path} is an exported {exported} model, for deployment; unetlab reads the training checkpoint "
+            "(RUN/checkpoints/best.pt) that it was exported from"
+        )
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # a corrupt or foreign file can raise many types
@@ -146,6 +171,17 @@ def load_training_checkpoint(run_or_path: str | Path) -> Checkpoint:
     if not ckpt.training or "optimizer" not in ckpt.training:
         raise UnetlabError(f"{path} holds weights only, not a resumable training state; resume from last.pt")
     return ckpt
+
+
+def _exported_format(path: Path) -> str | None:
+    """ "ONNX" or "TorchScript" when `path` is such an export (as `unetlab export` writes), else None."""
+    if path.suffix.lower() == ".onnx":
+        return "ONNX"
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if any(name.split("/", 1)[-1].startswith("code/") for name in archive.namelist()):
+                return "TorchScript"  # torch.jit.save stores the model's code; torch.save does not
+    return None
 
 
 def _unwrap(model: nn.Module) -> nn.Module:

@@ -3,11 +3,13 @@
 - Each validation image is predicted whole, through the same overlap-tile path as `unetlab predict`
   (`inference.predict_tiled`: bounded device memory, mirrored context for valid-convolution networks), so the
   metrics are those of the images a user will segment, not of patches.
-- Metrics come from `metrics.MetricAccumulator` (per-image confusion counts on the device; one host sync at the
-  end).
+- Multi-class models: per-image confusion counts of the argmax, summed on the device (`metrics.MetricAccumulator`)
+  and read once at the end.
 - Binary (1-logit) models: the foreground probabilities of all labelled pixels are binned into histograms of
-  positives and negatives; every bin edge is a candidate threshold t, with tp(t), fp(t), fn(t) read off the
-  cumulative histograms, and the t with the highest Dice over the validation set is kept (to 1 / THRESHOLD_BINS).
+  positives and negatives; every bin edge is a candidate threshold t, with tp(t), fp(t), fn(t), tn(t) read off the
+  cumulative histograms. The t with the highest Dice over the validation set is kept (to 1 / THRESHOLD_BINS), and
+  every reported metric is computed at it: the scores are those of the masks `unetlab predict` writes with the
+  checkpoint's threshold (optimistic by the choice of t on the same images).
 """
 
 import torch
@@ -25,15 +27,16 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
     """Evaluate `model` on every item of `dataset` (whole images).
 
     Returns:
-        (metrics, threshold, samples): metrics as {"loss": ..., "dice": ..., "threshold": ..., ...}; the
-        Dice-maximising threshold for 1-logit models (else None); up to `num_samples` (image, mask, prediction)
-        CPU tensors for display.
+        (metrics, threshold, samples): metrics as {"loss": ..., "dice": ..., "dice/<class>": ..., ...} (see
+        `metric_names`); the Dice-maximising threshold for 1-logit models (else None); up to `num_samples`
+        (image, mask, prediction) CPU tensors for display (binary predictions at 0.5, before t is known).
     """
     was_training = model.training
     model.eval()
     binary = model.num_classes == 1
     accumulator = MetricAccumulator(2 if binary else model.num_classes, class_names)
-    histogram = torch.zeros(2 * THRESHOLD_BINS, dtype=torch.int64, device=runtime.device)
+    # bins 0..B-1: labelled background; B..2B-1: labelled foreground; 2B: unlabelled pixels, dropped
+    histogram = torch.zeros(2 * THRESHOLD_BINS + 1, dtype=torch.int64, device=runtime.device)
     loss_sum = torch.zeros((), device=runtime.device)
     samples = []
     generator = torch.Generator().manual_seed(0)  # its own: leaves torch's global generator (dropout's) alone
@@ -41,35 +44,47 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
                         generator=generator)  # fmt: skip
     for item in loader:
         mask = item["mask"].to(runtime.device, non_blocking=True)  # (1, H, W)
-        amp = runtime.amp_dtype is not None
-        logits = predict_tiled(model, item["image"][0], device=runtime.device, amp=amp)  # (K, H, W) on the CPU
+        logits = predict_tiled(model, item["image"][0], device=runtime.device, amp=runtime.amp_dtype is not None)
         logits = logits[None].to(runtime.device)  # (1, K, H, W)
         loss_sum += loss_fn(logits, mask)
         if binary:
             prob = torch.sigmoid(logits[:, 0])  # (1, H, W)
             pred = (prob >= 0.5).long()
-            labelled = mask != IGNORE_INDEX
-            bins = (prob[labelled] * THRESHOLD_BINS).long().clamp_(max=THRESHOLD_BINS - 1)
-            histogram += torch.bincount(bins + THRESHOLD_BINS * mask[labelled], minlength=2 * THRESHOLD_BINS)
+            bins = (prob * THRESHOLD_BINS).long().clamp_(max=THRESHOLD_BINS - 1) + THRESHOLD_BINS * mask.clamp(0, 1)
+            bins = torch.where(mask == IGNORE_INDEX, 2 * THRESHOLD_BINS, bins)  # (1, H, W); no host sync
+            histogram.scatter_add_(0, bins.flatten(), torch.ones_like(bins.flatten()))
         else:
             pred = logits.argmax(dim=1)  # (1, H, W)
-        accumulator.update(pred, mask)
+            accumulator.update(pred, mask)
         if len(samples) < num_samples:
             samples.append((item["image"][0], item["mask"][0], pred[0].cpu()))
-    metrics = {"loss": (loss_sum / max(len(dataset), 1)).item(), **accumulator.compute()}
     threshold = None
     if binary:
-        threshold, dice = choose_threshold(histogram[:THRESHOLD_BINS], histogram[THRESHOLD_BINS:])
-        metrics |= {"threshold": threshold, "dice_at_threshold": dice}
+        negatives, positives = histogram[:THRESHOLD_BINS], histogram[THRESHOLD_BINS : 2 * THRESHOLD_BINS]
+        threshold, _ = choose_threshold(negatives, positives)
+        accumulator.counts = counts_at(threshold, negatives, positives)  # the (4, K) sums update() would make
+    metrics = {"loss": (loss_sum / max(len(dataset), 1)).item(), **accumulator.compute()}
+    if binary:
+        metrics["threshold"] = threshold
     model.train(was_training)
     return metrics, threshold, samples
 
 
 def metric_names(class_names: list[str], binary: bool) -> list[str]:
-    """The keys of `evaluate`'s metrics: headline scores, per-class scores, and the threshold's for binary models."""
+    """The keys of `evaluate`'s metrics: headline scores, per-class scores, and the threshold for binary models."""
     scores = list(METRICS)
     names = ["loss", *scores, *(f"{m}/{c}" for m in scores for c in class_names)]
-    return names + (["threshold", "dice_at_threshold"] if binary else [])
+    return names + (["threshold"] if binary else [])
+
+
+def counts_at(threshold: float, negatives: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:
+    """Confusion counts (4, 2) = rows tp, fp, fn, tn of classes 0 and 1 when p >= `threshold` is foreground."""
+    k = round(threshold * len(positives))
+    tp, fn = positives[k:].sum(), positives[:k].sum()
+    fp, tn = negatives[k:].sum(), negatives[:k].sum()
+    foreground = torch.stack([tp, fp, fn, tn])
+    background = torch.stack([tn, fn, fp, tp])  # the same pixels seen from class 0
+    return torch.stack([background, foreground], dim=1)
 
 
 def choose_threshold(negatives: torch.Tensor, positives: torch.Tensor) -> tuple[float, float]:

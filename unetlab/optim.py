@@ -11,6 +11,7 @@
 - `Plateau`: reduce-on-plateau, which depends on the validation metric and keeps state for resuming.
 """
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -29,7 +30,8 @@ def build_optimizer(name: str, params, lr: float, weight_decay: float, momentum:
     if lr <= 0:
         raise UnetlabError(f"lr={lr} is not valid; the learning rate must be positive, e.g. 1e-3")
     if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+        # Nesterov momentum; momentum 0 is plain SGD (torch refuses Nesterov without momentum)
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=momentum > 0, weight_decay=weight_decay)
     cls = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
     return cls(params, lr=lr, betas=(momentum, 0.999), weight_decay=weight_decay)
 
@@ -64,6 +66,20 @@ def get_lr(
     if schedule == "step":
         return lr * gamma ** ((step - warmup_steps) // step_size)
     return lr  # constant, and plateau's base rate (scaled by Plateau.factor)
+
+
+def lr_schedule(cfg, steps_per_epoch: int):
+    """The learning rate as a function of the optimiser step, for a `TrainConfig`'s schedule settings."""
+    return functools.partial(
+        get_lr,
+        schedule=cfg.schedule,
+        lr=cfg.lr,
+        total_steps=cfg.epochs * steps_per_epoch,
+        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
+        min_lr=cfg.min_lr,
+        step_size=max(1, round(cfg.step_epochs * steps_per_epoch)),
+        gamma=cfg.gamma,
+    )
 
 
 def _cosine(step: int, steps: int, lr: float, min_lr: float) -> float:

@@ -1,58 +1,66 @@
 """What a training run writes besides checkpoints: `metrics.jsonl`, TensorBoard events, sample prediction grids.
 
 - `metrics.jsonl`: one JSON object per evaluation, with keys such as `epoch`, `step`, `lr`, `train/loss`,
-  `val/loss`, `val/dice`, `val/dice/<class>`, `images_per_s`, `elapsed_s`.
+  `val/loss`, `val/dice`, `val/dice/<class>`, `images_per_s`, `elapsed_s`; a score that is undefined (NaN, e.g.
+  the Dice of a class absent from every image and prediction) is written as null.
 - TensorBoard (when `tensorboard` is installed): the same scalars, and an image grid per evaluation.
-- `samples/epoch_NNNN.png`: rows of input | truth | prediction for a few validation images.
+- `samples/epoch_NNNN.png`: rows of input | truth | prediction for a few validation images, in the colours of
+  `unetlab predict --overlay`.
 """
 
 import json
+import math
+import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from unetlab.data.io import write_image
+from unetlab.errors import UnetlabError
+from unetlab.outputs import PALETTE, display_rgb
 
-# Distinct colours for class indices 1, 2, ... on a black background (class 0); cycles for many classes.
-PALETTE = np.array(
-    [[0, 0, 0], [255, 255, 255], [230, 25, 75], [60, 180, 75], [255, 225, 25], [0, 130, 200], [245, 130, 48],
-     [145, 30, 180], [70, 240, 240], [240, 50, 230], [210, 245, 60], [250, 190, 212], [0, 128, 128]],
-    dtype=np.uint8,
-)  # fmt: skip
-IGNORE_COLOUR = np.array([128, 128, 128], dtype=np.uint8)
+IGNORE_COLOUR = np.array([128, 128, 128], dtype=np.uint8)  # unlabelled pixels in the truth column
+
+
+def new_run_dir(out: str | None) -> Path:
+    """The folder of a new run: `out`, which must be empty or absent (never another run's), or runs/<timestamp>."""
+    run_dir = Path(out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
+    if run_dir.exists() and not run_dir.is_dir():
+        raise UnetlabError(f"--out {run_dir} is a file; give a folder for the run")
+    if run_dir.is_dir() and any(run_dir.iterdir()):
+        resumable = (run_dir / "checkpoints" / "last.pt").is_file()
+        hint = f"continue that run with --resume {run_dir}, or choose" if resumable else "choose"
+        raise UnetlabError(f"--out {run_dir} is not empty; {hint} a new folder, so that nothing in it is overwritten")
+    return run_dir
 
 
 def colourise(classes: np.ndarray) -> np.ndarray:
-    """int class indices (H, W), negative = ignore -> RGB uint8 (H, W, 3)."""
-    rgb = PALETTE[np.where(classes > 0, (classes - 1) % (len(PALETTE) - 1) + 1, 0)]
+    """int class indices (H, W), negative = ignore -> RGB uint8 (H, W, 3): class 0 black, 1 red, 2 green, ..."""
+    rgb = np.zeros((*classes.shape, 3), dtype=np.uint8)
+    foreground = classes > 0
+    rgb[foreground] = PALETTE[(classes[foreground] - 1) % len(PALETTE)]
     rgb[classes < 0] = IGNORE_COLOUR
     return rgb
-
-
-def to_display(image: torch.Tensor) -> np.ndarray:
-    """A normalised (C, H, W) image stretched to 0..255 for display: RGB uint8 (H, W, 3) (first 3 channels)."""
-    x = image.float().cpu().numpy()
-    x = x[:3] if x.shape[0] >= 3 else np.repeat(x[:1], 3, axis=0)  # (3, H, W)
-    lo, hi = np.percentile(x, [1, 99])
-    x = np.clip((x - lo) / max(hi - lo, 1e-6), 0, 1)
-    return (x.transpose(1, 2, 0) * 255).astype(np.uint8)
 
 
 def sample_grid(samples: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> np.ndarray:
     """Rows of [input | truth | prediction] (each (C, H, W) / (H, W) / (H, W)), padded to a common width."""
     rows = []
     for image, mask, pred in samples:
-        h, w = pred.shape[-2:]
-        mh, mw = mask.shape[-2:]
-        image = image[..., (image.shape[-2] - h) // 2 :, (image.shape[-1] - w) // 2 :][..., :h, :w]  # valid nets
-        mask = mask[(mh - h) // 2 :, (mw - w) // 2 :][:h, :w]
-        gap = np.full((h, 4, 3), 64, np.uint8)
-        row = [to_display(image), gap, colourise(mask.cpu().numpy()), gap, colourise(pred.cpu().numpy())]
-        rows.append(np.concatenate(row, axis=1))
+        gap = np.full((pred.shape[0], 4, 3), 64, np.uint8)
+        picture = display_rgb(image.float().numpy().transpose(1, 2, 0))  # (H, W, 3) uint8, stretched
+        rows.append(np.concatenate([picture, gap, colourise(mask.numpy()), gap, colourise(pred.numpy())], axis=1))
     width = max(r.shape[1] for r in rows)
     rows = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=64) for r in rows]
     return np.concatenate(rows, axis=0)
+
+
+def format_record(record: dict) -> str:
+    """One evaluation as a line for the terminal."""
+    keys = ["train/loss", "val/loss", "val/dice", "val/iou", "val/threshold", "lr", "images_per_s"]
+    shown = [f"{k} {record[k]:.4g}" for k in keys if isinstance(record.get(k), float | int)]
+    return f"epoch {record['epoch']} step {record['step']}: " + ", ".join(shown)
 
 
 class RunLogger:
@@ -70,11 +78,12 @@ class RunLogger:
                 self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
 
     def log(self, record: dict) -> None:
+        strict = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}
         with open(self.run_dir / "metrics.jsonl", "a") as f:
-            f.write(json.dumps(record) + "\n")
+            f.write(json.dumps(strict, allow_nan=False) + "\n")
         if self.writer is not None:
-            for key, value in record.items():
-                if key not in ("epoch", "step") and isinstance(value, (int, float)):
+            for key, value in strict.items():
+                if key not in ("epoch", "step") and isinstance(value, int | float):
                     self.writer.add_scalar(key, value, record["step"])
             self.writer.flush()
 

@@ -129,10 +129,13 @@ def set_rng_state(state: dict) -> None:
 
 
 class StopSignal:
-    """Turns the first Ctrl-C or SIGTERM into a request to stop after the current step; a second one aborts."""
+    """Turns the first Ctrl-C or SIGTERM into a request to stop after the current step; a second one aborts.
+
+    `signum` is the signal received, or None.
+    """
 
     def __init__(self):
-        self.requested = False
+        self.signum: int | None = None
         self._previous = {}
 
     def __enter__(self):
@@ -141,9 +144,9 @@ class StopSignal:
         return self
 
     def _handle(self, signum, _frame):
-        if self.requested:
+        if self.signum is not None:
             raise KeyboardInterrupt
-        self.requested = True
+        self.signum = signum
         print(f"\n{signal.Signals(signum).name}: saving a resumable checkpoint after this step (again to abort)")
 
     def __exit__(self, *exc):

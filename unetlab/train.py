@@ -4,23 +4,26 @@ Each optimiser step: learning rate -> forward (autocast) -> loss -> backward -> 
 an epoch: evaluate every `eval_every` epochs, keep the best checkpoint, stop early after `patience` evaluations
 without improvement, and write `checkpoints/last.pt`.
 
-Exact resumption. Every random draw is keyed, not carried: the epoch's order from (seed, epoch), each patch from
-(seed, epoch, index) inside the dataset, each batch's augmentation from (seed, step); dropout draws from torch's
-global generator, whose state each checkpoint keeps. A checkpoint written mid-epoch (Ctrl-C, SIGTERM,
-`max_steps`) records how many batches of the epoch are done, so `--resume` continues with the very next batch.
+- Exact resumption. Every random draw is keyed, not carried: the epoch's order from (seed, epoch), each patch from
+  (seed, epoch, index) inside the dataset, each batch's augmentation from (seed, step, rank); dropout draws from
+  torch's global generator, whose state each checkpoint keeps. A checkpoint written mid-epoch (Ctrl-C, SIGTERM,
+  `max_steps`) records how many batches of the epoch are done, so `--resume` continues with the very next batch.
+- Few host synchronisations: the loss is checked for NaN/inf on the device and read back every `SYNC_EVERY`
+  steps, at the end of an epoch and before any checkpoint is written, so non-finite weights are never saved.
 """
 
+import contextlib
 import math
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from unetlab.batches import epoch_loader, steps_per_epoch
 from unetlab.checkpoint import load_training_checkpoint, save_checkpoint
-from unetlab.config import TrainConfig, save_config
+from unetlab.config import TrainConfig, model_kwargs_for_data, save_config
 from unetlab.data import build_datasets
 from unetlab.data.transforms import build_augmentation
 from unetlab.errors import UnetlabError
@@ -28,8 +31,8 @@ from unetlab.evaluate import evaluate, metric_names
 from unetlab.losses import build_loss
 from unetlab.models import create_model
 from unetlab.models.blocks import center_crop
-from unetlab.optim import Plateau, build_optimizer, get_lr
-from unetlab.run_log import RunLogger
+from unetlab.optim import Plateau, build_optimizer, lr_schedule
+from unetlab.run_log import RunLogger, format_record, new_run_dir
 from unetlab.runtime import (
     StopSignal,
     any_rank,
@@ -39,6 +42,8 @@ from unetlab.runtime import (
     set_rng_state,
     setup_runtime,
 )
+
+SYNC_EVERY = 10  # optimiser steps between reads of the loss on the host (NaN check, progress bar, DDP stop vote)
 
 
 @dataclass
@@ -52,7 +57,7 @@ class TrainState:
     best_epoch: int = -1
     bad_evals: int = 0  # evaluations since the best one (early stopping)
     threshold: float | None = None  # binary models: the validation-chosen decision threshold
-    elapsed: float = 0.0  # seconds of training in earlier sessions
+    elapsed: float = 0.0  # seconds of training, all sessions
 
 
 @dataclass
@@ -61,264 +66,293 @@ class TrainResult:
     state: TrainState
     metrics: dict  # the last evaluation's record
     stopped: str  # "finished", "early stopping", "interrupted" or "max_steps"
+    signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     is_main: bool = True  # rank 0 (the process that logs and writes checkpoints)
 
 
 def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> TrainResult:
-    """Train `cfg.model` on `cfg.data`, writing the run folder; continue a run when `resume` names one.
+    """Train `cfg.model` on `cfg.data`, writing the run folder, or continue the run that `resume` names.
 
-    `on_step(state, model)` is called after each optimiser step (tests use it to interrupt a run).
+    Args:
+        cfg: the resolved settings (for a resumed run: the run's own, with `epochs` perhaps raised).
+        resume: a run folder or a `last.pt` to continue from.
+        on_step: called as `on_step(state, model)` after each optimiser step (tests use it to interrupt a run).
+
+    Returns:
+        The run folder, the final `TrainState`, the last evaluation's record and why training stopped.
+
+    Raises:
+        UnetlabError: for settings that do not fit the data or model, an unusable run folder, or a loss that
+            became NaN/inf (the last good checkpoint stays).
     """
-    runtime = setup_runtime(cfg.device, cfg.amp)
-    ckpt = load_training_checkpoint(resume) if resume else None
-    run_dir = ckpt.path.parent.parent if ckpt else Path(cfg.out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
-    seed_everything(cfg.seed, cfg.deterministic)
-    data_cfg = cfg.data
-    if ckpt and ckpt.data is not None:  # the normalisation the weights were trained with, not a recomputed one
-        data_cfg = replace(data_cfg, mean=ckpt.data.mean, std=ckpt.data.std)
-    train_ds, val_ds, info = build_datasets(data_cfg)
-    model_kwargs = _model_kwargs(cfg, info)
-    model = create_model(cfg.model, **model_kwargs)
-    names = metric_names(info.class_names or [str(k) for k in range(info.num_classes)], model.num_classes == 1)
-    if cfg.best_metric not in names:
-        raise UnetlabError(
-            f"--best-metric {cfg.best_metric!r} is not a validation metric; choose one of {', '.join(names)}"
-        )
-    if model.padding == "valid" and model.valid_input_size(cfg.data.patch_size) != cfg.data.patch_size:
-        try:
-            model.output_size(cfg.data.patch_size)
-        except UnetlabError as exc:
-            raise UnetlabError(f"--patch-size {cfg.data.patch_size} does not fit {cfg.model}: {exc}") from None
-    memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
-    model = model.to(runtime.device, memory_format=memory_format)
-    loss_fn = build_loss(cfg.loss, model.num_classes, class_weights=cfg.class_weights)
-    augment = build_augmentation(cfg.augment)
-    optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
-    scaler = torch.amp.GradScaler(runtime.device.type, enabled=runtime.amp_dtype == torch.float16)
-    steps_per_epoch = _batches_per_epoch(len(train_ds), cfg, runtime) // cfg.accumulate
-    if steps_per_epoch < 1:
-        raise UnetlabError(
-            f"the training set has {len(train_ds)} items, too few for one step of --batch-size {cfg.batch_size} "
-            f"x --accumulate {cfg.accumulate} x {runtime.world_size} process(es); lower them or add data"
-        )
-    lr_args = dict(
-        schedule=cfg.schedule,
-        lr=cfg.lr,
-        total_steps=cfg.epochs * steps_per_epoch,
-        warmup_steps=round(cfg.warmup_epochs * steps_per_epoch),
-        min_lr=cfg.min_lr,
-        step_size=max(1, round(cfg.step_epochs * steps_per_epoch)),
-        gamma=cfg.gamma,
-    )
-    plateau = Plateau("min" if cfg.best_metric == "loss" else "max", round(cfg.step_epochs), cfg.gamma)
-    state = TrainState()
-    if ckpt:
-        model.load_state_dict(ckpt.state_dict)
-        optimizer.load_state_dict(ckpt.training["optimizer"])
-        scaler.load_state_dict(ckpt.training["scaler"])
-        plateau = Plateau(**ckpt.training["plateau"])
-        state = TrainState(**ckpt.training["state"])
-    net = model
-    if runtime.distributed:
-        net = torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[runtime.device] if runtime.device.type == "cuda" else None
-        )
-    if cfg.compile:
-        net = torch.compile(net)
-
-    logger = None
-    if runtime.is_main:
-        (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
-        save_config(cfg, run_dir / "config.yaml")
-        logger = RunLogger(run_dir, cfg.tensorboard)
-        params = sum(p.numel() for p in model.parameters())
-        print(
-            f"unetlab train: {cfg.model} {model_kwargs} ({params:,} parameters) on {runtime.device}"
-            f"{f' x {runtime.world_size}' if runtime.distributed else ''}, amp {runtime.amp_dtype}, run {run_dir}",
-            flush=True,  # seen at once when the output goes to a log file
-        )
-
-    def save(path_name: str, with_optimizer: bool = True) -> None:
-        training = {"config": cfg.to_dict(), "state": asdict(state), "plateau": asdict(plateau)}
-        if with_optimizer:
-            training |= {"optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "rng": rng_state()}
-        save_checkpoint(run_dir / "checkpoints" / path_name, model, info, state.threshold, training)
-
-    if ckpt:
-        set_rng_state(ckpt.training["rng"])  # last: building the model and loaders above drew from it
-    record, stopped, session_start, images_seen, train_time = {}, "finished", time.time(), 0, 0.0
-    loss_sum, loss_count = torch.zeros((), device=runtime.device), 0
+    run = _Session(cfg, resume)
     with StopSignal() as stop:
-        while state.epoch < cfg.epochs:
-            train_ds.set_epoch(state.epoch)
-            loader = _loader(train_ds, cfg, runtime, state.epoch, state.batch)
-            net.train()
-            bar = tqdm(
-                total=steps_per_epoch,
-                initial=state.batch // cfg.accumulate,
-                leave=False,
-                dynamic_ncols=True,
-                desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
-                disable=not (cfg.progress and runtime.is_main),
-            )
-            tic = time.time()
-            for i, batch in enumerate(loader, start=state.batch):
-                batch = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.items()}
-                batch = augment(batch, keyed_generator(runtime.device, cfg.seed, state.step, i % cfg.accumulate))
-                image = batch["image"].contiguous(memory_format=memory_format)
-                with torch.autocast(
-                    runtime.device.type, dtype=runtime.amp_dtype, enabled=runtime.amp_dtype is not None
-                ):
-                    logits = net(image)
-                size = logits.shape[-2:]  # smaller than the patch for valid-convolution models
-                mask, weight = center_crop(batch["mask"], size), batch.get("weight")
-                loss = loss_fn(logits.float(), mask, None if weight is None else center_crop(weight, size))
-                if not torch.isfinite(loss) and not scaler.is_enabled():
-                    raise UnetlabError(_diverged_message(loss, state, run_dir))
-                scaler.scale(loss / cfg.accumulate).backward()
-                loss_sum += loss.detach()
-                loss_count += 1
-                images_seen += image.shape[0] * runtime.world_size
-                if (i + 1) % cfg.accumulate:
-                    continue
-                lr = get_lr(state.step, **lr_args) * plateau.factor
-                for group in optimizer.param_groups:
-                    group["lr"] = lr
-                if cfg.clip_grad > 0:
-                    scaler.unscale_(optimizer)
-                    torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.clip_grad)
-                scaler.step(optimizer)
-                scaler.update()
-                optimizer.zero_grad(set_to_none=True)
-                state.step += 1
-                state.batch = i + 1
-                bar.update(1)
-                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-                if on_step is not None:
-                    on_step(state, model)
-                budget_spent = cfg.max_steps >= 0 and state.step >= cfg.max_steps
-                if any_rank(stop.requested or budget_spent, runtime):
-                    stopped = "interrupted" if stop.requested else "max_steps"
-                    break
-            bar.close()
-            train_time += time.time() - tic
-            if stopped != "finished":
-                break
-            state.epoch, state.batch = state.epoch + 1, 0
-            if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
-                record = _evaluate_and_log(model, val_ds, info, loss_fn, cfg, runtime, state, plateau, logger, save)
-                record |= {
-                    "train/loss": (loss_sum / max(loss_count, 1)).item(),
-                    "lr": lr,
-                    "images_per_s": images_seen / max(train_time, 1e-9),
-                    "elapsed_s": state.elapsed + time.time() - session_start,
-                }
-                loss_sum.zero_()
-                loss_count = 0
-                if runtime.is_main:
-                    logger.log(record)
-                    print(_format_record(record), flush=True)
-                if any_rank(0 <= cfg.patience <= state.bad_evals, runtime):
-                    stopped = "early stopping"
-            if runtime.is_main:
-                save("last.pt")
-            if stopped != "finished" or stop.requested:
-                stopped = "interrupted" if stop.requested else stopped
-                break
-    state.elapsed += time.time() - session_start
-    if runtime.is_main:
-        if stopped in ("interrupted", "max_steps"):
-            save("last.pt")
-            print(
-                f"{stopped}: saved {run_dir / 'checkpoints' / 'last.pt'}; continue with "
-                f"`unetlab train --resume {run_dir}`",
-                flush=True,
-            )
-        logger.close()
-    return TrainResult(run_dir, state, record, stopped, runtime.is_main)
+        while run.state.epoch < cfg.epochs and run.stopped == "finished" and stop.signum is None:
+            run.train_epoch(stop, on_step)
+            if run.stopped == "finished":
+                run.end_epoch(stop)
+        if stop.signum is not None:
+            run.stopped = "interrupted"
+    return run.finish(stop.signum)
 
 
-def _evaluate_and_log(model, val_ds, info, loss_fn, cfg, runtime, state, plateau, logger, save) -> dict:
-    """Validate (rank 0), update best / early-stopping / plateau state, write best.pt and the sample grid."""
-    record = {"epoch": state.epoch, "step": state.step}
-    if runtime.is_main:
-        metrics, threshold, samples = evaluate(
-            model, val_ds, loss_fn, runtime, info.class_names, cfg.samples, cfg.workers
+class _Session:
+    """One training session: everything `train` builds, then its epochs and checkpoints."""
+
+    def __init__(self, cfg: TrainConfig, resume):
+        self.cfg, self.runtime = cfg, setup_runtime(cfg.device, cfg.amp)
+        ckpt = load_training_checkpoint(resume) if resume else None
+        self.run_dir = ckpt.path.parent.parent if ckpt else new_run_dir(cfg.out)
+        # Each process draws its own dropout masks (DDP copies rank 0's initial weights to the others).
+        seed_everything(cfg.seed + 1_000_003 * self.runtime.rank, cfg.deterministic)
+        data_cfg = cfg.data
+        if ckpt and ckpt.data is not None:  # the normalisation the weights were trained with, not a recomputed one
+            data_cfg = replace(data_cfg, mean=ckpt.data.mean, std=ckpt.data.std)
+        self.train_ds, self.val_ds, self.info = build_datasets(data_cfg)
+        self.validate = len(self.val_ds) > 0
+        self.model_kwargs = model_kwargs_for_data(cfg, self.info, resuming=ckpt is not None)
+        model = create_model(cfg.model, **self.model_kwargs)
+        self._check_settings(model)
+        self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        self.model = model.to(self.runtime.device, memory_format=self.memory_format)
+        self.loss_fn = build_loss(cfg.loss, model.num_classes, class_weights=cfg.class_weights)
+        self.augment = build_augmentation(cfg.augment)
+        self.optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
+        self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.amp_dtype == torch.float16)
+        self.steps_per_epoch = steps_per_epoch(len(self.train_ds), cfg, self.runtime)
+        self.schedule = lr_schedule(cfg, self.steps_per_epoch)
+        self.plateau = Plateau("min" if cfg.best_metric == "loss" else "max", round(cfg.step_epochs), cfg.gamma)
+        self.state = TrainState()
+        if ckpt:
+            self.model.load_state_dict(ckpt.state_dict)
+            self.optimizer.load_state_dict(ckpt.training["optimizer"])
+            self.scaler.load_state_dict(ckpt.training["scaler"])
+            self.plateau = Plateau(**ckpt.training["plateau"])
+            self.state = TrainState(**ckpt.training["state"])
+        self.net = self.model
+        if self.runtime.distributed:
+            ids = [self.runtime.device] if self.runtime.device.type == "cuda" else None
+            self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
+        if cfg.compile:
+            self.net = torch.compile(self.net)
+        self.logger = self._start_logging(resumed=ckpt is not None) if self.runtime.is_main else None
+        self.stopped, self.record, self.session_steps = "finished", {}, 0
+        self.session_start, self.elapsed_before = time.time(), self.state.elapsed
+        self.images_seen, self.train_time = 0, 0.0
+        self.loss_sum, self.loss_count = torch.zeros((), device=self.runtime.device), 0
+        self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.runtime.device)  # a NaN/inf loss since...
+        self.checked_step = self.state.step  # ...this step
+        if ckpt:
+            set_rng_state(ckpt.training["rng"])  # last: building the model and data above drew from it
+
+    def _check_settings(self, model) -> None:
+        cfg = self.cfg
+        if not self.validate and (cfg.schedule == "plateau" or cfg.patience >= 0):
+            raise UnetlabError(
+                "--schedule plateau and --patience need a validation set, and this data has none; give validation "
+                "images (--val-fraction, --val-list, a val/ folder, or --num-val for synthetic data)"
+            )
+        names = metric_names(
+            self.info.class_names or [str(k) for k in range(self.info.num_classes)], model.num_classes == 1
         )
-        record |= {f"val/{k}": v for k, v in metrics.items()}
-        if threshold is not None:
+        if cfg.best_metric not in names:
+            raise UnetlabError(
+                f"--best-metric {cfg.best_metric!r} is not a validation metric; choose one of {', '.join(names)}"
+            )
+        if model.padding == "valid":
+            try:
+                model.output_size(cfg.data.patch_size)
+            except UnetlabError as exc:
+                raise UnetlabError(f"--patch-size {cfg.data.patch_size} does not fit {cfg.model}: {exc}") from None
+
+    def _start_logging(self, resumed: bool) -> RunLogger:
+        cfg, run_dir = self.cfg, self.run_dir
+        try:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
+            save_config(cfg, run_dir / "config.yaml")
+        except OSError as exc:
+            raise UnetlabError(
+                f"cannot write the run folder {run_dir} ({exc.strerror}); choose another --out"
+            ) from None
+        params = sum(p.numel() for p in self.model.parameters())
+        processes = f" x {self.runtime.world_size}" if self.runtime.distributed else ""
+        print(
+            f"unetlab train: {cfg.model} {self.model_kwargs} ({params:,} parameters) on {self.runtime.device}"
+            f"{processes}, amp {self.runtime.amp_dtype}, run {run_dir}",
+            flush=True,
+        )
+        if not self.validate:
+            print("note: no validation set, so no best.pt and no chosen threshold (binary models use 0.5)", flush=True)
+        if resumed and self.state.epoch >= cfg.epochs:
+            print(f"note: the run has done {self.state.epoch} of --epochs {cfg.epochs}; raise --epochs to go on")
+        return RunLogger(run_dir, cfg.tensorboard)
+
+    def lr(self) -> float:
+        factor = self.plateau.factor if self.cfg.schedule == "plateau" else 1.0
+        return self.schedule(self.state.step) * factor
+
+    def train_epoch(self, stop: StopSignal, on_step) -> None:
+        """The epoch's remaining batches; sets `self.stopped` when a signal or `max_steps` ends the session."""
+        cfg, runtime, state = self.cfg, self.runtime, self.state
+        self.train_ds.set_epoch(state.epoch)
+        self.net.train()
+        show = cfg.progress and runtime.is_main
+        bar = tqdm(
+            total=self.steps_per_epoch,
+            initial=state.batch // cfg.accumulate,
+            leave=False,
+            dynamic_ncols=True,
+            desc=f"epoch {state.epoch + 1}/{cfg.epochs}",
+            disable=not show,
+        )
+        tic = time.time()
+        for i, batch in enumerate(
+            epoch_loader(self.train_ds, cfg, runtime, state.epoch, state.batch), start=state.batch
+        ):
+            last_micro = (i + 1) % cfg.accumulate == 0
+            # DDP: gradients of all but the last micro-batch of a step stay local (one all-reduce per step)
+            sync = contextlib.nullcontext() if last_micro or not runtime.distributed else self.net.no_sync()
+            with sync:
+                loss = self._forward_backward(batch, i)
+            if not last_micro:
+                continue
+            lr = self.lr()
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+            if cfg.clip_grad > 0:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.clip_grad)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            self.optimizer.zero_grad(set_to_none=True)
+            state.step, state.batch, self.session_steps = state.step + 1, i + 1, self.session_steps + 1
+            bar.update(1)
+            if state.step % SYNC_EVERY == 0:
+                self.check_finite()
+                if show:
+                    bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            if on_step is not None:
+                on_step(state, self.model)
+            vote = not runtime.distributed or state.step % SYNC_EVERY == 0  # all ranks vote at the same steps
+            if vote and any_rank(stop.signum is not None, runtime):
+                self.stopped = "interrupted"
+            elif 0 <= cfg.max_steps <= self.session_steps:  # the same step on every rank
+                self.stopped = "max_steps"
+            if self.stopped != "finished":
+                break
+        bar.close()
+        self.train_time += time.time() - tic
+
+    def _forward_backward(self, batch: dict, i: int) -> torch.Tensor:
+        cfg, runtime = self.cfg, self.runtime
+        batch = {k: v.to(runtime.device, non_blocking=True) for k, v in batch.items()}
+        key = (cfg.seed, self.state.step, i % cfg.accumulate, runtime.rank)
+        batch = self.augment(batch, keyed_generator(runtime.device, *key))
+        image = batch["image"].contiguous(memory_format=self.memory_format)
+        with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype, enabled=runtime.amp_dtype is not None):
+            logits = self.net(image)
+        size = logits.shape[-2:]  # smaller than the patch for valid-convolution models
+        weight = batch.get("weight")
+        weight = None if weight is None else center_crop(weight, size)
+        loss = self.loss_fn(logits.float(), center_crop(batch["mask"], size), weight)
+        if not self.scaler.is_enabled():  # fp16's scaler skips non-finite steps by itself
+            self.nonfinite |= ~torch.isfinite(loss)
+        self.scaler.scale(loss / cfg.accumulate).backward()
+        self.loss_sum += loss.detach()
+        self.loss_count += 1
+        self.images_seen += image.shape[0] * runtime.world_size
+        return loss
+
+    def check_finite(self) -> None:
+        """Raise (without saving anything) when a loss since the last check was NaN or inf."""
+        if self.nonfinite.item():
+            last = self.run_dir / "checkpoints" / "last.pt"
+            kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been saved yet"
+            raise UnetlabError(
+                f"the loss became NaN or inf in epoch {self.state.epoch + 1}, between steps {self.checked_step + 1} "
+                f"and {self.state.step}; training stopped without saving these weights ({kept}). Lower --lr, set "
+                "--clip-grad, or check the images for NaN/inf values"
+            )
+        self.checked_step = self.state.step
+
+    def end_epoch(self, stop: StopSignal) -> None:
+        """Close a finished epoch: evaluate when due, write last.pt, decide on early stopping."""
+        cfg, state = self.cfg, self.state
+        self.check_finite()
+        state.epoch, state.batch = state.epoch + 1, 0
+        if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+            self.record = {"epoch": state.epoch, "step": state.step}
+            if self.validate:
+                self._evaluate()
+            if self.loss_count:
+                self.record["train/loss"] = (self.loss_sum / self.loss_count).item()
+            self.record |= {
+                "lr": self.lr(),
+                "images_per_s": self.images_seen / max(self.train_time, 1e-9),
+                "elapsed_s": self.elapsed(),
+            }
+            self.loss_sum.zero_()
+            self.loss_count = 0
+            if self.runtime.is_main:
+                self.logger.log(self.record)
+                print(format_record(self.record), flush=True)
+            if self.validate and any_rank(0 <= cfg.patience <= state.bad_evals, self.runtime):
+                self.stopped = "early stopping"
+        if self.runtime.is_main:
+            self.save("last.pt")
+
+    def _evaluate(self) -> None:
+        """Validate (rank 0), update best / early-stopping / plateau state, write best.pt and the sample grid."""
+        cfg, state, runtime = self.cfg, self.state, self.runtime
+        if runtime.is_main:
+            metrics, threshold, samples = evaluate(
+                self.model, self.val_ds, self.loss_fn, runtime, self.info.class_names, cfg.samples, cfg.workers
+            )
+            self.record |= {f"val/{k}": v for k, v in metrics.items()}
             state.threshold = threshold
-        value = metrics[cfg.best_metric]  # NaN when no image has the class, nor a prediction of it: no information
-        if not math.isnan(value):
-            plateau.update(value)
-        better = not math.isnan(value) and (
-            state.best is None or (value < state.best if cfg.best_metric == "loss" else value > state.best)
-        )
-        if better:
-            state.best, state.best_epoch, state.bad_evals = value, state.epoch, 0
-            save("best.pt", with_optimizer=False)
-        else:
-            state.bad_evals += 1
-        logger.samples(samples, state.epoch, state.step)
-    if runtime.distributed:  # every process follows rank 0's early-stopping and plateau decisions
-        shared = [state.bad_evals, state.best, state.best_epoch, plateau.factor, state.threshold]
-        torch.distributed.broadcast_object_list(shared, src=0)
-        state.bad_evals, state.best, state.best_epoch, plateau.factor, state.threshold = shared
-    return record
+            value = metrics[cfg.best_metric]  # NaN when no image has the class, nor a prediction of it
+            if cfg.schedule == "plateau" and not math.isnan(value):
+                self.plateau.update(value)
+            minimise = cfg.best_metric == "loss"
+            better = not math.isnan(value) and (
+                state.best is None or (value < state.best if minimise else value > state.best)
+            )
+            if better:
+                state.best, state.best_epoch, state.bad_evals = value, state.epoch, 0
+                self.save("best.pt", with_optimizer=False)
+            else:
+                state.bad_evals += 1
+            self.logger.samples(samples, state.epoch, state.step)
+        if runtime.distributed:  # every process follows rank 0's early-stopping and plateau decisions
+            shared = [state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold]
+            torch.distributed.broadcast_object_list(shared, src=0)
+            state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold = shared
 
+    def elapsed(self) -> float:
+        return self.elapsed_before + time.time() - self.session_start
 
-def _model_kwargs(cfg: TrainConfig, info) -> dict:
-    """The model options: the config's, with channels and classes taken from the data where not given."""
-    kwargs = dict(cfg.model_kwargs)
-    kwargs.setdefault("in_channels", info.in_channels)
-    kwargs.setdefault("num_classes", 1 if info.num_classes == 2 else info.num_classes)
-    expected = (1, 2) if info.num_classes == 2 else (info.num_classes,)
-    if kwargs["num_classes"] not in expected:
-        raise UnetlabError(
-            f"the data has {info.num_classes} classes but the model is set to num_classes="
-            f"{kwargs['num_classes']}; use {' or '.join(map(str, expected))}, or leave it out"
-        )
-    if kwargs["in_channels"] != info.in_channels:
-        raise UnetlabError(
-            f"the images have {info.in_channels} channels but the model is set to in_channels="
-            f"{kwargs['in_channels']}; leave it out to follow the data"
-        )
-    return kwargs
+    def save(self, name: str, with_optimizer: bool = True) -> None:
+        self.check_finite()
+        self.state.elapsed = self.elapsed()
+        training = {"config": self.cfg.to_dict(), "state": asdict(self.state), "plateau": asdict(self.plateau)}
+        if with_optimizer:
+            training |= {
+                "optimizer": self.optimizer.state_dict(),
+                "scaler": self.scaler.state_dict(),
+                "rng": rng_state(),
+            }
+        save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.info, self.state.threshold, training)
 
-
-def _batches_per_epoch(items: int, cfg: TrainConfig, runtime) -> int:
-    return items // (cfg.batch_size * runtime.world_size)
-
-
-def _loader(dataset, cfg: TrainConfig, runtime, epoch: int, start: int) -> DataLoader:
-    """This process's batches of `epoch`, from batch `start` on: a keyed permutation, split across processes."""
-    order = torch.randperm(len(dataset), generator=keyed_generator(torch.device("cpu"), cfg.seed, epoch))
-    per_step = cfg.batch_size * runtime.world_size
-    usable = _batches_per_epoch(len(dataset), cfg, runtime) // cfg.accumulate * cfg.accumulate
-    batches = [
-        order[b * per_step : (b + 1) * per_step][runtime.rank :: runtime.world_size].tolist() for b in range(usable)
-    ]
-    # An own generator: without one, each DataLoader draws its workers' base seed from torch's global generator,
-    # which dropout uses too, and a resumed run (which makes an extra loader mid-epoch) would drift from the
-    # uninterrupted one.
-    generator = keyed_generator(torch.device("cpu"), cfg.seed, epoch, start)
-    pin = runtime.device.type == "cuda"
-    return DataLoader(
-        dataset, batch_sampler=batches[start:], num_workers=cfg.workers, generator=generator, pin_memory=pin
-    )
-
-
-def _diverged_message(loss, state: TrainState, run_dir: Path) -> str:
-    return (
-        f"the loss became {loss.item()} at epoch {state.epoch + 1}, step {state.step + 1}; training stopped "
-        f"without saving these weights (the last good checkpoint is {run_dir / 'checkpoints' / 'last.pt'}). "
-        "Lower --lr, set --clip-grad, or check the images for NaN/inf values"
-    )
-
-
-def _format_record(record: dict) -> str:
-    keys = ["train/loss", "val/loss", "val/dice", "val/iou", "val/threshold", "lr", "images_per_s"]
-    parts = [
-        f"{k} {record[k]:.4g}" for k in keys if isinstance(record.get(k), float | int) and not math.isnan(record[k])
-    ]
-    return f"epoch {record['epoch']} step {record['step']}: " + ", ".join(parts)
+    def finish(self, signum: int | None) -> TrainResult:
+        if self.runtime.is_main:
+            if self.stopped in ("interrupted", "max_steps"):
+                self.save("last.pt")
+                print(
+                    f"{self.stopped}: saved {self.run_dir / 'checkpoints' / 'last.pt'}; continue with "
+                    f"`unetlab train --resume {self.run_dir}`",
+                    flush=True,
+                )
+            self.logger.close()
+        if self.runtime.owns_group:
+            torch.distributed.destroy_process_group()
+        return TrainResult(self.run_dir, self.state, self.record, self.stopped, signum, self.runtime.is_main)

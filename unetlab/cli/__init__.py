@@ -29,11 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    name = getattr(args, "command_name", args.command)  # a nested command sets its full name, e.g. "data check"
     try:
         return args.func(args) or 0
     except UnetlabError as exc:
-        print(f"unetlab {args.command}: error: {exc}", file=sys.stderr)
+        print(f"unetlab {name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"unetlab {args.command}: interrupted", file=sys.stderr)
+        print(f"unetlab {name}: interrupted", file=sys.stderr)
         return 130

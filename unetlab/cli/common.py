@@ -4,22 +4,23 @@ import argparse
 import functools
 
 from unetlab.errors import UnetlabError
+from unetlab.options import NORMS, PADDINGS, UPSAMPLINGS
 
 
-def add_model_options(parser: argparse.ArgumentParser, default=None) -> None:
+def add_model_options(parser: argparse.ArgumentParser, default=None, title: str | None = None) -> None:
     """The model knobs of `create_model`, as flags; a flag left out keeps the registered model's default.
 
     A flag not given gets `default` (None, or `argparse.SUPPRESS` to leave it out of the namespace).
     """
-    group = parser.add_argument_group("model options (default: the registered model's own)")
+    group = parser.add_argument_group(title or "model options (default: the registered model's own)")
     add = functools.partial(group.add_argument, default=default)
     add("--in-channels", type=int, help="image channels C")
     add("--num-classes", type=int, help="output channels K: 1 = binary (sigmoid), >= 2 = softmax")
     add("--base-channels", type=int, help="channels of the first stage (doubled at each level)")
     add("--depth", type=int, help="number of down-sampling levels")
-    add("--padding", choices=["same", "valid"], help="U-Net convolutions: same (padded) or valid")
-    add("--norm", choices=["batch", "group", "instance", "none"], help="normalisation layer")
-    add("--upsample", choices=["transpose", "bilinear"], help="up-sampling in the decoder")
+    add("--padding", choices=PADDINGS, help="U-Net convolutions: same (padded) or valid")
+    add("--norm", choices=[n or "none" for n in NORMS], help="normalisation layer")
+    add("--upsample", choices=UPSAMPLINGS, help="up-sampling in the decoder")
     add("--dropout", type=float, help="dropout probability at the end of the contracting path")
     add("--encoder-weights", metavar="PATH", help="torchvision ResNet state-dict file for the encoder")
     add("--freeze-encoder", action="store_true", help="keep the ResNet encoder fixed")
@@ -44,14 +45,6 @@ MODEL_OPTIONS = (
 def model_kwargs(args: argparse.Namespace) -> dict:
     """The model options given on the command line, as keyword arguments for `create_model`."""
     return {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None) is not None}
-
-
-def parse_floats(text: str) -> list[float]:
-    """Parse "1,2.5,3" into floats (an argparse type: a bad value gives argparse's one-line error)."""
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers, e.g. 1,2.5") from None
 
 
 def mask_value(text: str) -> int | list[int]:

@@ -6,12 +6,17 @@ Settings resolve in three layers: `TrainConfig` defaults, then `--config FILE.ya
 """
 
 import argparse
+from pathlib import Path
 
 from unetlab.checkpoint import load_training_checkpoint
-from unetlab.cli.common import MODEL_OPTIONS, add_model_options, ignore_value, mask_value, parse_floats
+from unetlab.cli.common import MODEL_OPTIONS, add_model_options, ignore_value, mask_value
 from unetlab.config import TrainConfig, load_config, merge, resolve_config
+from unetlab.data.transforms import PIPELINES
 from unetlab.errors import UnetlabError
+from unetlab.losses import LOSS_OPTIONS
 from unetlab.models import list_models
+from unetlab.optim import OPTIMIZERS, SCHEDULES
+from unetlab.runtime import AMP_DTYPES
 
 RESUME_OVERRIDABLE = {
     "epochs",
@@ -61,7 +66,12 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<timestamp>)")
     # model
     parser.add_argument("--model", choices=list_models(), help="registered model (default: unet)")
-    add_model_options(parser, default=argparse.SUPPRESS)
+    add_model_options(
+        parser,
+        default=argparse.SUPPRESS,
+        title="model options (default: the model's registered "
+        "ones; the default model, unet, trains with --base-channels 16 --depth 4)",
+    )
     # data
     group = parser.add_argument_group("data (default: the built-in synthetic cells)")
     group.add_argument("--data", metavar="DIR", help="dataset folder, or synthetic-cells / synthetic-shapes")
@@ -96,23 +106,25 @@ def add_parser(subparsers) -> None:
     group.add_argument("--num-val", type=int, help="synthetic validation images")
     group.add_argument("--image-size", type=int, help="synthetic image side in px")
     group.add_argument("--no-cache", dest="cache", action="store_false", help="read images when needed, not once")
-    group.add_argument("--augment", metavar="NAME", help="augmentation pipeline (none, default, ...)")
+    group.add_argument("--augment", choices=list(PIPELINES), help="augmentation pipeline")
     # loss
     group = parser.add_argument_group("loss")
-    group.add_argument("--loss", help="ce | dice | dice_ce | focal | tversky (default: dice_ce)")
-    group.add_argument("--class-weights", metavar="W0,W1,...", type=parse_floats, help="per-class CE weights")
+    group.add_argument("--loss", choices=list(LOSS_OPTIONS), help="loss on the logits")
+    group.add_argument("--class-weights", nargs="+", type=float, metavar="W", help="per-class cross-entropy weights")
     # optimisation
     group = parser.add_argument_group("optimisation")
     group.add_argument("--epochs", type=int, help="passes over the training set (on --resume: the new total)")
     group.add_argument("--batch-size", type=int, help="patches per step (per process)")
     group.add_argument("--accumulate", type=int, help="batches per optimiser step (gradient accumulation)")
-    group.add_argument("--optimizer", choices=["adamw", "adam", "sgd"])
+    group.add_argument("--optimizer", choices=OPTIMIZERS, help="sgd uses Nesterov momentum")
     group.add_argument("--lr", type=float, help="peak learning rate")
-    group.add_argument("--weight-decay", type=float)
+    group.add_argument("--weight-decay", type=float, help="decoupled for AdamW, L2 for Adam and SGD")
     group.add_argument("--momentum", type=float, help="SGD momentum / Adam beta1")
-    group.add_argument("--schedule", choices=["cosine", "poly", "step", "plateau", "onecycle", "constant"])
+    group.add_argument("--schedule", choices=SCHEDULES, help="learning-rate schedule")
     group.add_argument("--warmup-epochs", type=float, help="linear warm-up, in epochs")
     group.add_argument("--min-lr", type=float, help="floor of the cosine schedule")
+    group.add_argument("--step-epochs", type=float, help="step: epochs between reductions; plateau: evaluations")
+    group.add_argument("--gamma", type=float, help="step and plateau: factor of each reduction")
     group.add_argument("--clip-grad", type=float, help="max gradient norm; 0 = off")
     # evaluation
     group = parser.add_argument_group("evaluation and checkpoints")
@@ -123,16 +135,29 @@ def add_parser(subparsers) -> None:
     # engine
     group = parser.add_argument_group("engine")
     group.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    group.add_argument("--amp", choices=["auto", "none", "bf16", "fp16"], help="mixed precision (GPU)")
+    group.add_argument("--amp", choices=["auto", *AMP_DTYPES], help="autocast dtype (auto: bf16 on GPUs)")
     group.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--workers", type=int, help="data-loading processes; 0 = main process")
-    group.add_argument("--seed", type=int)
+    group.add_argument("--seed", type=int, help="seeds everything: weights, data, order, augmentation")
     group.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
-    group.add_argument("--max-steps", type=int, help="stop resumably after N optimiser steps; -1 = no limit")
+    group.add_argument("--max-steps", type=int, help="stop resumably after N steps of this session; -1 = no limit")
     group.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
+    show_defaults(parser)
     parser.set_defaults(func=run)
+
+
+def show_defaults(parser: argparse.ArgumentParser) -> None:
+    """Append each setting's default (from TrainConfig and DataConfig) to its help text."""
+    defaults = TrainConfig().to_dict()
+    data_defaults = defaults.pop("data")
+    for action in parser._actions:
+        field = DATA_FLAGS.get(action.dest, action.dest)
+        table = data_defaults if action.dest in DATA_FLAGS else defaults
+        value = table.get(field)
+        if action.help and field in table and value is not None and not isinstance(value, bool) and value != []:
+            action.help += f" (default: {value})"
 
 
 def flag_settings(args: argparse.Namespace) -> dict:
@@ -151,13 +176,15 @@ def flag_settings(args: argparse.Namespace) -> dict:
 
 
 def resolve(args: argparse.Namespace) -> TrainConfig:
+    """The run's settings: defaults <- --config file <- flags; or, with --resume, the run's own <- a few flags."""
     flags = flag_settings(args)
     resume = getattr(args, "resume", None)
     if resume is None:
-        layers, sources = [flags], ("command line",)
+        layers = [(flags, Path.cwd(), "command line")]
         if getattr(args, "config", None):
-            layers, sources = [load_config(args.config), flags], (args.config, "command line")
-        return resolve_config(*layers, sources=sources)
+            path = Path(args.config)
+            layers.insert(0, (load_config(path), path.resolve().parent, str(path)))
+        return resolve_config(*layers)
     if getattr(args, "config", None):
         raise UnetlabError("--config cannot be combined with --resume: a resumed run keeps its own settings")
     changed = sorted(set(flags) - RESUME_OVERRIDABLE)
@@ -175,12 +202,8 @@ def run(args) -> int:
 
     cfg = resolve(args)
     result = train(cfg, resume=getattr(args, "resume", None))
-    if not result.is_main:
-        return 0
-    best = result.state.best
-    shown = f"{best:.4f}" if best is not None else "n/a"
-    print(
-        f"{result.stopped}: best val/{cfg.best_metric} {shown} at epoch {result.state.best_epoch}; "
-        f"run folder {result.run_dir}"
-    )
-    return 0
+    if result.is_main:
+        best = result.state.best
+        shown = f"{best:.4f} at epoch {result.state.best_epoch}" if best is not None else "n/a"
+        print(f"{result.stopped}: best val/{cfg.best_metric} {shown}; run folder {result.run_dir}")
+    return 128 + result.signal if result.signal else 0  # the shell's convention for a process ended by a signal
