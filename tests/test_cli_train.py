@@ -85,3 +85,8 @@ def test_cli_train_exit_status_tells_an_interrupted_run(monkeypatch, tmp_path):
     result = TrainResult(tmp_path, TrainState(), {}, "interrupted", signal=signal.SIGTERM)
     monkeypatch.setattr(unetlab.train, "train", lambda cfg, resume=None: result)
     assert main(["train", "--out", str(tmp_path / "r")]) == 128 + signal.SIGTERM
+
+
+def test_cli_train_weight_map_needs_a_cross_entropy_term(capsys):
+    assert main(["train", "--weight-map", "--loss", "dice", *TINY]) == 2
+    assert "--weight-map weights the cross-entropy term, and --loss dice has none" in capsys.readouterr().err

@@ -152,6 +152,11 @@ class _Session:
                 "--schedule plateau and --patience need a validation set, and this data has none; give validation "
                 "images (--val-fraction, --val-list, a val/ folder, or --num-val for synthetic data)"
             )
+        if cfg.data.weight_map and cfg.loss in ("dice", "tversky"):
+            raise UnetlabError(
+                f"--weight-map weights the cross-entropy term, and --loss {cfg.loss} has none; use --loss dice_ce, "
+                "ce or focal"
+            )
         names = metric_names(
             self.info.class_names or [str(k) for k in range(self.info.num_classes)], model.num_classes == 1
         )

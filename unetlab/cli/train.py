@@ -175,9 +175,15 @@ def flag_settings(args: argparse.Namespace) -> dict:
     return settings | given
 
 
+SYNTHETIC_ONLY = ("num_train", "num_val", "image_size")
+
+
 def resolve(args: argparse.Namespace) -> TrainConfig:
     """The run's settings: defaults <- --config file <- flags; or, with --resume, the run's own <- a few flags."""
     flags = flag_settings(args)
+    ignored = [f"--{k.replace('_', '-')}" for k in SYNTHETIC_ONLY if hasattr(args, k)]
+    if ignored and not str(getattr(args, "data", "synthetic-")).startswith("synthetic-"):
+        print(f"note: {', '.join(ignored)} set(s) the built-in synthetic data only; ignored for --data {args.data}")
     resume = getattr(args, "resume", None)
     if resume is None:
         layers = [(flags, Path.cwd(), "command line")]
