@@ -36,6 +36,8 @@ MACHINE_KWARGS = ("encoder_weights",)
 
 @dataclass
 class Checkpoint:
+    """A checkpoint file's contents (see the module docstring); `build_model` gives the trained model."""
+
     model_name: str
     model_kwargs: dict
     state_dict: dict

@@ -20,6 +20,8 @@ from unetlab.errors import UnetlabError
 
 @dataclass
 class Runtime:
+    """Where this process trains: its device and autocast dtype, and its place among torchrun's processes."""
+
     device: torch.device
     amp_dtype: torch.dtype | None  # autocast dtype, None = full precision
     rank: int = 0
@@ -88,6 +90,7 @@ def setup_runtime(device: str, amp: str) -> Runtime:
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed Python's, NumPy's and torch's global generators; with `deterministic`, use deterministic kernels."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -119,6 +122,7 @@ def rng_state() -> dict:
 
 
 def set_rng_state(state: dict) -> None:
+    """Restore the global generators from `rng_state()`'s dict."""
     torch.set_rng_state(state["torch"])
     if state["cuda"] and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
