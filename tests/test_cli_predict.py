@@ -104,11 +104,11 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(tmp_path, capsys, inputs, me
 
 def test_one_bad_file_keeps_the_other_outputs(tmp_path, images, capsys):
     (images / "broken.png").write_bytes(b"not a png")
-    write_image(images / "two.tif", np.zeros((5, 5, 2), dtype=np.uint8))  # 2 channels cannot become 1
+    write_image(images / "five.tif", np.zeros((6, 6, 5), dtype=np.uint8))  # 5 channels cannot become 1
     ckpt = checkpoint(tmp_path, [0, 255])
     assert run(ckpt, images, "--out", tmp_path / "out") == 2
     err = capsys.readouterr().err
-    assert "broken.png could not be read" in err and "two.tif has 2 channels but the model takes 1" in err
+    assert "broken.png could not be read" in err and "five.tif has 5 channels but the model takes 1" in err
     assert "2 of 5 images failed" in err and "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 

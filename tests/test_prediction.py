@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from unetlab import UnetlabError, create_model
 from unetlab.checkpoint import load_checkpoint, save_checkpoint
@@ -75,9 +76,21 @@ def test_colour_image_to_grey_model_uses_luminance_and_grey_to_colour_repeats():
 
 
 def test_channels_that_cannot_be_converted_name_the_file(tmp_path):
-    write_image(tmp_path / "two.tif", np.zeros((8, 8, 2), dtype=np.uint8))
-    with pytest.raises(UnetlabError, match="two.tif has 2 channels but the model takes 3"):
-        predict(binary_model(in_channels=3), tmp_path / "two.tif")
+    write_image(tmp_path / "five.tif", np.zeros((8, 8, 5), dtype=np.uint8))
+    with pytest.raises(UnetlabError, match="five.tif has 5 channels but the model takes 3"):
+        predict(binary_model(in_channels=3), tmp_path / "five.tif")
+
+
+def test_grey_alpha_and_rgba_files_predict_like_their_opaque_twins(tmp_path):
+    grey = np.add.outer(np.arange(8), np.arange(8)).astype(np.uint8) * 9  # (8, 8)
+    alpha = np.full_like(grey, 100)
+    Image.fromarray(np.stack([grey, alpha], axis=2), mode="LA").save(tmp_path / "la.png")
+    Image.fromarray(np.stack([grey, grey, grey, alpha], axis=2), mode="RGBA").save(tmp_path / "rgba.png")
+    for channels in (1, 3):
+        predictor = Predictor(binary_model(in_channels=channels), device="cpu")
+        expected = predictor(np.stack([grey] * channels, axis=2)).probs
+        for name in ("la.png", "rgba.png"):
+            np.testing.assert_array_equal(predictor(tmp_path / name).probs, expected)
 
 
 def test_colour_class_values_come_back_as_colours(tmp_path):
