@@ -42,7 +42,8 @@ def test_binary_model_thresholds_the_sigmoid_at_the_checkpoints_threshold_or_the
     save_checkpoint(tmp_path / "b.pt", model, DataInfo(1, [0, 255]), threshold=threshold)
     result = predict(tmp_path / "b.pt", image)
     np.testing.assert_allclose(result.probs[0], probs, rtol=1e-5, atol=1e-6)
-    assert np.array_equal(result.classes, probs > threshold)
+    assert np.array_equal(result.classes, probs >= threshold), "foreground from the threshold on, as validation"
+    assert result.classes[probs == threshold].all(), "the median pixel itself is foreground"
     assert set(np.unique(result.mask)) == {0, 255}, "class values of the checkpoint"
     overridden = predict(tmp_path / "b.pt", image, threshold=0.0)
     assert (overridden.mask == 255).all()

@@ -126,3 +126,16 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
         Image.fromarray(array).save(path)
         return
     raise UnetlabError(f"{path}: a {array.dtype} array of shape {array.shape} does not fit this format; write a .tif")
+
+
+def write_planes(path: str | Path, planes: np.ndarray) -> None:
+    """Write (K, H, W) `planes` as a TIFF of K separate channels (planar, min-is-black, no alpha), which viewers show
+    as K grey channels and never as colours or transparency; `tifffile.imread` gives them back as (K, H, W)."""
+    import tifffile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(planes) == 1:
+        tifffile.imwrite(path, planes[0], photometric="minisblack")  # (H, W): one plane
+    else:
+        tifffile.imwrite(path, planes, photometric="minisblack", planarconfig="separate")

@@ -76,6 +76,10 @@ class ResNetUNet(SegmentationModel):
         if freeze_encoder:
             self.encoder.requires_grad_(False)
 
+    @property
+    def reduction(self) -> int:
+        return self.encoder.reductions[-1]  # the encoder's stride at its deepest map
+
     def train(self, mode: bool = True):
         super().train(mode)
         if self.freeze_encoder:

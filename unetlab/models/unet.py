@@ -145,6 +145,10 @@ class UNet(SegmentationModel):
             size += 1
         return size
 
+    @property
+    def reduction(self) -> int:
+        return 2**self.depth
+
     def named_stages(self) -> list[tuple[str, nn.Module]]:
         stages = [(f"enc{i + 1}", m) for i, m in enumerate(self.encoders)]
         stages.append(("bottleneck", self.bottleneck))

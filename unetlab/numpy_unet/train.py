@@ -46,7 +46,8 @@ def predict(twin: NumpyUNet, images: np.ndarray, batch_size: int) -> np.ndarray:
     twin.eval()
     for start in range(0, len(images), batch_size):
         logits = twin.forward(images[start : start + batch_size])  # (n, K, H', W')
-        preds.append((logits[:, 0] > 0) if logits.shape[1] == 1 else logits.argmax(axis=1))
+        # One logit: foreground where sigmoid >= 0.5, i.e. logit >= 0 (the rule of `unetlab.metrics.foreground`).
+        preds.append((logits[:, 0] >= 0) if logits.shape[1] == 1 else logits.argmax(axis=1))
     twin.train(mode)
     return np.concatenate(preds).astype(np.int64)
 
