@@ -25,7 +25,7 @@ from torch import nn
 from unetlab.checkpoint import Checkpoint, load_checkpoint
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image
-from unetlab.errors import UnetlabError
+from unetlab.errors import UnetlabError, plural
 from unetlab.inference import TestTimeAugmentation, predict_tiled, resolve_tiling
 from unetlab.metrics import foreground
 from unetlab.models.blocks import SegmentationModel
@@ -99,8 +99,9 @@ class Predictor:
         self.data = known.data if known and known.data else DataInfo(network.in_channels, list(range(labels)))
         if self.data.num_classes != labels or self.data.in_channels != network.in_channels:
             raise UnetlabError(
-                f"the checkpoint's data info ({self.data.in_channels} channels, {self.data.num_classes} classes) does "
-                f"not match its model ({network.in_channels} channels, {labels} classes); re-save the checkpoint"
+                f"the checkpoint's data info ({plural(self.data.in_channels, 'channel')}, "
+                f"{plural(self.data.num_classes, 'class', 'classes')}) does not match its model "
+                f"({plural(network.in_channels, 'channel')}, {labels} classes); re-save the checkpoint"
             )
         self.mask_values = np.asarray(self.data.classes_to_mask(np.arange(labels)))  # (labels,) or (labels, 3)
         self.tile, self.overlap = resolve_tiling(network, tile, overlap, blend, batch_size)
