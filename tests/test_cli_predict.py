@@ -166,3 +166,15 @@ def test_images_past_pillows_pixel_limit_are_read(tmp_path, images, monkeypatch)
     assert run(ckpt, images / "a.png", "--out", tmp_path / "out") == 0
     assert read_mask(tmp_path / "out" / "a.png").shape == (37, 51)
     assert Image.MAX_IMAGE_PIXELS == 100, "the limit is lifted only while unetlab opens a file"
+
+
+def test_masks_come_back_as_palette_pngs_when_the_training_masks_were(tmp_path, images):
+    model = create_model("unet", base_channels=4, depth=2, in_channels=1, num_classes=3)
+    palette = [0, 0, 0, 255, 0, 0, 0, 0, 255]
+    save_checkpoint(tmp_path / "p.pt", model, DataInfo(1, [0, 1, 2], palette=palette))
+    assert run(tmp_path / "p.pt", images / "a.png", "--out", tmp_path / "out") == 0
+    with Image.open(tmp_path / "out" / "a.png") as written:
+        assert written.mode == "P" and written.getpalette()[:9] == palette
+    np.testing.assert_array_equal(
+        read_mask(tmp_path / "out" / "a.png"), Predictor(tmp_path / "p.pt")(images / "a.png").mask
+    )

@@ -10,7 +10,7 @@ from folder_data import box_mask, write_pairs
 from PIL import Image
 
 from unetlab import UnetlabError
-from unetlab.data import IGNORE_INDEX, DataConfig, build_datasets
+from unetlab.data import IGNORE_INDEX, DataConfig, DataInfo, build_datasets
 from unetlab.data.folders import common_channels
 from unetlab.data.io import write_image
 
@@ -140,6 +140,10 @@ def test_palette_masks_give_their_indices_as_classes(tmp_path):
         palette.save(root / "masks" / f"{i}.png")
     _, _, info = build_datasets(DataConfig(source=str(root), val_fraction=0, patch_size=4))
     assert info.class_values == [0, 1, 2]
+    assert info.palette[:9] == [0, 0, 0, 255, 0, 0, 0, 255, 0], "kept, to write predictions as palette PNGs"
+    assert DataInfo.from_dict(info.to_dict()) == info
+    write_image(root / "masks" / "1.png", np.array([[0, 1, 2, 2]] * 4, np.uint8))  # one grey mask: no palette
+    assert build_datasets(DataConfig(source=str(root), val_fraction=0, patch_size=4))[2].palette is None
 
 
 def test_colour_masks_with_a_colour_table_and_rgb_16_bit_images(tmp_path):

@@ -2,7 +2,8 @@
 
 Layout of the output folder, for an input `NAME.ext`:
 
-    OUT/NAME.png            the mask in the dataset's own values (NAME.tif when they do not fit in 8 bits)
+    OUT/NAME.png            the mask in the dataset's own values (NAME.tif when they do not fit in 8 bits), a
+                            palette PNG with the masks' palette when the training masks were palette PNGs
     OUT/probs/NAME.tif      float32 probabilities, one channel per class, planar (K, H, W), min-is-black: viewers
                             show K grey channels, not colours (K = 1, the foreground's, for binary models)
     OUT/overlays/NAME.png   the image in 8-bit colour with every class but class 0 (the background) tinted
@@ -98,7 +99,12 @@ def refuse_overwriting_inputs(inputs: list[Path], outputs: list[Path], out_dir: 
 
 
 def write_prediction(
-    out_dir: Path, name: str, prediction: Prediction, probs: bool = False, overlay_of: np.ndarray | None = None
+    out_dir: Path,
+    name: str,
+    prediction: Prediction,
+    probs: bool = False,
+    overlay_of: np.ndarray | None = None,
+    palette: list[int] | None = None,
 ) -> list[Path]:
     """Write the mask of `prediction` as OUT/NAME.png (or .tif), and optionally its probabilities and an overlay.
 
@@ -108,13 +114,14 @@ def write_prediction(
         prediction: what `Predictor` returned.
         probs: also write the probabilities, a float32 TIFF of K planes, to OUT/probs/NAME.tif.
         overlay_of: the image that was predicted; when given, also write OUT/overlays/NAME.png.
+        palette: the training masks' PNG palette (`DataInfo.palette`): the mask is written as a palette PNG.
 
     Returns:
         The paths written, mask first.
     """
     mask = prediction.mask
     written = output_paths(out_dir, name, mask.dtype, probs, overlay_of is not None)
-    write_image(written[0], mask)
+    write_image(written[0], mask, palette)
     if probs:
         write_planes(written[1], prediction.probs)  # (K, H, W)
     if overlay_of is not None:

@@ -93,7 +93,8 @@ def run(args) -> int:
         try:
             image = read_image(path)
             prediction = predictor(image, source=str(path), progress=bars)
-            write_prediction(out, name, prediction, probs=args.probs, overlay_of=image if args.overlay else None)
+            overlay_of = image if args.overlay else None
+            write_prediction(out, name, prediction, args.probs, overlay_of, palette=predictor.data.palette)
         except UnetlabError as exc:
             failed.append(path)
             tqdm.write(f"unetlab predict: error: {exc}", file=sys.stderr)

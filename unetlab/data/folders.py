@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from unetlab.data.info import pack_values, unpack_value
-from unetlab.data.io import IMAGE_SUFFIXES, LOSSY_SUFFIXES, is_image_file, read_image, read_mask
+from unetlab.data.io import IMAGE_SUFFIXES, LOSSY_SUFFIXES, is_image_file, read_image, read_mask, read_palette
 from unetlab.errors import UnetlabError, plural
 
 SPLITS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
@@ -108,6 +108,7 @@ class Record:
     channels: int
     dtype: str
     values: Counter  # mask value (int, or (r, g, b)) -> pixel count
+    palette: list[int] | None = None  # the mask's PNG palette, when it is a palette PNG
     arrays: tuple[np.ndarray, np.ndarray] | None = None  # (image, mask) as read, when kept
 
 
@@ -163,7 +164,9 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
         scan.colour |= mask.ndim == 3
         arrays = (image, mask) if keep_arrays else None
         channels = image.shape[2] if image.ndim == 3 else 1
-        scan.records.append(Record(image_path, mask_path, image.shape[:2], channels, str(image.dtype), values, arrays))
+        palette = read_palette(mask_path)
+        record = Record(image_path, mask_path, image.shape[:2], channels, str(image.dtype), values, palette, arrays)
+        scan.records.append(record)
     return scan
 
 

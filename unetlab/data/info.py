@@ -7,6 +7,8 @@ It travels inside every checkpoint (as plain types, so `torch.load(..., weights_
   [r, g, b] list (colour masks); `class_names` name them.
 - `ignore_values`: original mask values that mean "not labelled" (e.g. 255, or a void colour); they become
   `IGNORE_INDEX` in class-index masks, which losses and metrics skip.
+- `palette`: the PNG palette all the masks share, when they are palette PNGs, so that predictions are written as
+  palette PNGs that look like the masks; None otherwise.
 - `mean`, `std`: per-channel normalisation on the [0, 1] scale of `unit_range`: 8-bit images are divided by 255,
   16-bit ones (and other integer images whose values fit in 0 .. 65535) by 65535; float images are taken as they
   are.
@@ -79,6 +81,12 @@ class DataInfo:
     ignore_values: list = field(default_factory=list)
     mean: list[float] | None = None  # per channel; None = 0
     std: list[float] | None = None  # per channel; None = 1
+    palette: list[int] | None = None  # the masks' PNG palette, [r0, g0, b0, r1, ...], to write predictions alike
+
+    def to_dict(self) -> dict:
+        """Plain lists, ints, floats and strings only; no palette key without a palette (as before palettes)."""
+        d = asdict(self)
+        return d if self.palette is not None else {k: v for k, v in d.items() if k != "palette"}
 
     @property
     def num_classes(self) -> int:
@@ -87,10 +95,6 @@ class DataInfo:
     @property
     def is_colour_mask(self) -> bool:
         return bool(self.class_values) and isinstance(self.class_values[0], (list, tuple))
-
-    def to_dict(self) -> dict:
-        """Plain lists, ints, floats and strings only."""
-        return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "DataInfo":

@@ -39,6 +39,18 @@ def read_mask(path: str | Path) -> np.ndarray:
     return _read(Path(path), mask=True)
 
 
+def read_palette(path: str | Path) -> list[int] | None:
+    """The palette of a palette PNG, [r0, g0, b0, r1, ...] (no pixels are decoded), or None for any other file."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return None
+    try:
+        with Image.open(path) as image:
+            return image.getpalette() if image.mode == "P" else None
+    except (OSError, ValueError, UnidentifiedImageError, SyntaxError):
+        return None  # `read_mask` reports unreadable files
+
+
 def _read(path: Path, mask: bool) -> np.ndarray:
     if path.is_dir():
         raise UnetlabError(f"{path} is a folder; pass an image file")
@@ -110,9 +122,10 @@ def _pillow_to_array(image: Image.Image, mask: bool) -> np.ndarray:
     return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, PA, premultiplied alpha, ...
 
 
-def write_image(path: str | Path, array: np.ndarray) -> None:
+def write_image(path: str | Path, array: np.ndarray, palette: list[int] | None = None) -> None:
     """Write (H, W) or (H, W, 3|4) `array`: PNG/BMP/JPEG for 8-bit (and 16-bit grey PNG), TIFF for anything else.
 
+    With a `palette` ([r0, g0, b0, r1, ...]), an 8-bit (H, W) array is written as a palette PNG of those indices.
     Raises a `UnetlabError` when the format cannot hold the array (e.g. 16-bit colour as PNG): use .tif.
     """
     path = Path(path)
@@ -123,7 +136,10 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
         tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 and array.shape[2] in (3, 4) else None)
         return
     if array.dtype == np.uint8 or (array.dtype == np.uint16 and array.ndim == 2 and path.suffix.lower() == ".png"):
-        Image.fromarray(array).save(path)
+        image = Image.fromarray(array)
+        if palette is not None and array.dtype == np.uint8 and array.ndim == 2:
+            image.putpalette(palette)  # mode L -> P: the values become palette indices
+        image.save(path)
         return
     raise UnetlabError(f"{path}: a {array.dtype} array of shape {array.shape} does not fit this format; write a .tif")
 

@@ -165,7 +165,8 @@ def class_table(cfg, scan: Scan) -> tuple[DataInfo | None, list[str]]:
     values, from the mask values found (sorted) less the ignore values. Problems: a class value given twice, given
     as an ignore value too, or found in no mask; names that do not match the classes; masks with values outside
     the table (one problem per mask); more than `MAX_FOUND_CLASSES` values found without class values; fewer than
-    two classes; a mix of channel counts that cannot be converted.
+    two classes; a mix of channel counts that cannot be converted. Masks that are all palette PNGs with one palette
+    give the info that palette.
     """
     given = [*(cfg.class_values or []), *(v for v in cfg.ignore_values if not isinstance(v, str))]
     colour = scan.colour or any(isinstance(v, (list, tuple)) for v in given)
@@ -223,7 +224,9 @@ def class_table(cfg, scan: Scan) -> tuple[DataInfo | None, list[str]]:
     except UnetlabError as exc:
         return None, [str(exc)]
     plain = [list(v) if colour else v for v in values]  # DataInfo keeps plain lists and ints
-    return DataInfo(channels, plain, names, [list(v) if colour else v for v in ignore]), []
+    palettes = {tuple(r.palette) if r.palette else None for r in scan.records}
+    palette = list(palettes.pop()) if len(palettes) == 1 and None not in palettes and not colour else None
+    return DataInfo(channels, plain, names, [list(v) if colour else v for v in ignore], palette=palette), []
 
 
 def _names_problem(names: list[str] | None, values: list) -> str | None:
