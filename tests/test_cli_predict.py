@@ -12,7 +12,7 @@ from unetlab.checkpoint import save_checkpoint
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image, read_mask, write_image
-from unetlab.outputs import collect_inputs, overlay
+from unetlab.outputs import collect_inputs, output_names, overlay
 from unetlab.prediction import Predictor
 
 
@@ -40,11 +40,17 @@ def run(*argv) -> int:
 
 @pytest.mark.parametrize("name", ["unet", "unet-classic"])
 def test_predict_writes_masks_in_the_original_values(tmp_path, images, name):
-    ckpt = checkpoint(tmp_path, [0, 255], name=name)
-    assert run(ckpt, images, "--out", tmp_path / "out", "--tile", 64, "--threshold", 0.0) == 0  # all foreground
-    for stem, shape in [("a", (37, 51)), ("b", (20, 9)), ("c", (3, 70))]:
+    model = create_model(name, base_channels=4, depth=2, in_channels=1, num_classes=1)
+    probs = Predictor(model, tile=64)(images / "a.png").probs[0]  # the bare model: the same scaling, no data info
+    threshold = float(np.median(probs))  # half the pixels on each side: both values must appear
+    save_checkpoint(tmp_path / "model.pt", model, DataInfo(1, [0, 255]), threshold=threshold)
+    assert run(tmp_path / "model.pt", images, "--out", tmp_path / "out", "--tile", 64) == 0
+    mask = read_mask(tmp_path / "out" / "a.png")
+    assert mask.dtype == np.uint8 and set(np.unique(mask)) == {0, 255}
+    np.testing.assert_array_equal(mask, np.where(probs >= threshold, 255, 0))
+    for stem, shape in [("b", (20, 9)), ("c", (3, 70))]:
         mask = read_mask(tmp_path / "out" / f"{stem}.png")
-        assert mask.shape == shape and mask.dtype == np.uint8 and (mask == 255).all()
+        assert mask.shape == shape and mask.dtype == np.uint8 and set(np.unique(mask)) <= {0, 255}
 
 
 def test_predict_mask_equals_the_python_api(tmp_path, images):
@@ -81,8 +87,49 @@ def test_overlay_tints_classes_above_zero_only():
 def test_glob_and_duplicate_inputs(tmp_path, images):
     assert [p.name for p in collect_inputs([str(images / "*.png"), images / "a.png"])] == ["a.png", "c.png"]
     write_image(tmp_path / "other" / "a.png", np.zeros((4, 4), dtype=np.uint8))
-    with pytest.raises(UnetlabError, match="would both be written as a"):
-        collect_inputs([images, tmp_path / "other"])
+    with pytest.raises(UnetlabError, match="would both be written as a_png; predict each folder in its own run"):
+        output_names(collect_inputs([images, tmp_path / "other"]))
+
+
+def test_inputs_sharing_a_stem_get_distinct_outputs(tmp_path, images):
+    write_image(images / "a.tif", np.zeros((6, 7), dtype=np.uint16))
+    assert output_names(collect_inputs([images])) == ["a_png", "a_tif", "b", "c"]
+    assert run(checkpoint(tmp_path, [0, 255]), images, "--out", tmp_path / "out") == 0
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_png.png", "a_tif.png", "b.png", "c.png"]
+    assert read_mask(tmp_path / "out" / "a_tif.png").shape == (6, 7)
+
+
+@pytest.mark.parametrize("extra", [[], ["--probs", "--overlay"]])
+def test_outputs_that_would_overwrite_an_input_are_refused(tmp_path, images, capsys, extra):
+    before = {p.name: p.read_bytes() for p in images.iterdir()}
+    assert run(checkpoint(tmp_path, [0, 255]), images, "--out", images, *extra) == 2
+    err = capsys.readouterr().err
+    assert f"--out {images} would overwrite the input {images / 'a.png'} with a prediction; pass another" in err
+    assert {p.name: p.read_bytes() for p in images.iterdir() if p.is_file()} == before
+    overlays = tmp_path / "overlays"  # an input inside OUT/overlays/ would be overwritten by its overlay
+    write_image(overlays / "a.png", np.zeros((4, 4), dtype=np.uint8))
+    assert run(checkpoint(tmp_path, [0, 255]), overlays / "a.png", "--out", tmp_path, "--overlay") == 2
+
+
+def test_multi_class_probabilities_are_planar_grey_channels(tmp_path, images):
+    import tifffile
+
+    assert run(checkpoint(tmp_path, [0, 1, 2], num_classes=3), images / "a.png", "--out", tmp_path, "--probs") == 0
+    with tifffile.TiffFile(tmp_path / "probs" / "a.tif") as tiff:
+        page, probs = tiff.pages[0], tiff.asarray()
+    assert probs.shape == (3, 37, 51) and probs.dtype == np.float32
+    assert page.photometric == tifffile.PHOTOMETRIC.MINISBLACK and page.planarconfig == tifffile.PLANARCONFIG.SEPARATE
+    assert all(sample == tifffile.EXTRASAMPLE.UNSPECIFIED for sample in page.extrasamples), "no alpha channel"
+    np.testing.assert_allclose(probs.sum(axis=0), 1, rtol=1e-5)
+
+
+def test_amp_takes_the_train_vocabulary(tmp_path, images, capsys):
+    ckpt = checkpoint(tmp_path, [0, 255])
+    assert run(ckpt, images / "a.png", "--out", tmp_path / "out", "--amp", "none") == 0
+    assert run(ckpt, images / "a.png", "--out", tmp_path / "out", "--amp", "fp16", "--device", "cpu") == 2
+    assert "--amp fp16 needs a CUDA device" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        run(ckpt, images / "a.png", "--out", tmp_path / "out", "--no-amp")
 
 
 @pytest.mark.parametrize(
@@ -104,11 +151,11 @@ def test_bad_inputs_are_one_line_errors_with_exit_2(tmp_path, capsys, inputs, me
 
 def test_one_bad_file_keeps_the_other_outputs(tmp_path, images, capsys):
     (images / "broken.png").write_bytes(b"not a png")
-    write_image(images / "two.tif", np.zeros((5, 5, 2), dtype=np.uint8))  # 2 channels cannot become 1
+    write_image(images / "five.tif", np.zeros((6, 6, 5), dtype=np.uint8))  # 5 channels cannot become 1
     ckpt = checkpoint(tmp_path, [0, 255])
     assert run(ckpt, images, "--out", tmp_path / "out") == 2
     err = capsys.readouterr().err
-    assert "broken.png could not be read" in err and "two.tif has 2 channels but the model takes 1" in err
+    assert "broken.png could not be read" in err and "five.tif has 5 channels but the model takes 1" in err
     assert "2 of 5 images failed" in err and "Traceback" not in err
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
 
@@ -119,3 +166,15 @@ def test_images_past_pillows_pixel_limit_are_read(tmp_path, images, monkeypatch)
     assert run(ckpt, images / "a.png", "--out", tmp_path / "out") == 0
     assert read_mask(tmp_path / "out" / "a.png").shape == (37, 51)
     assert Image.MAX_IMAGE_PIXELS == 100, "the limit is lifted only while unetlab opens a file"
+
+
+def test_masks_come_back_as_palette_pngs_when_the_training_masks_were(tmp_path, images):
+    model = create_model("unet", base_channels=4, depth=2, in_channels=1, num_classes=3)
+    palette = [0, 0, 0, 255, 0, 0, 0, 0, 255]
+    save_checkpoint(tmp_path / "p.pt", model, DataInfo(1, [0, 1, 2], palette=palette))
+    assert run(tmp_path / "p.pt", images / "a.png", "--out", tmp_path / "out") == 0
+    with Image.open(tmp_path / "out" / "a.png") as written:
+        assert written.mode == "P" and written.getpalette()[:9] == palette
+    np.testing.assert_array_equal(
+        read_mask(tmp_path / "out" / "a.png"), Predictor(tmp_path / "p.pt")(images / "a.png").mask
+    )

@@ -35,13 +35,15 @@ def test_twin_check_exits_1_when_an_error_exceeds_the_tolerance(capsys):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["twin", "check", "--upsample", "bilinear"], "upsample='bilinear' is not supported by the NumPy twin"),
-        (["twin", "check", "--norm", "group"], "norm='group' is not supported by the NumPy twin"),
         (["twin", "check", *SMALL, "--input", "1,30,30"], "input side 30 px does not fit"),
         (["twin", "check", *SMALL, "--input", "3,44,44"], "give 1,H,W"),
-        (["twin", "check", "--batch", "0"], "--batch 0 is not valid"),
-        (["twin", "train", "--checkpointing"], "the NumPy twin has no option checkpointing"),
-        (["twin", "train", "--size", "16"], "--size 16 is not valid; use 32 or more"),
+        (["twin", "check", "--batch-size", "0"], "--batch-size 0 is not valid"),
+        (["twin", "check", "--tol", "-1"], "--tol -1.0 is not valid"),
+        (["twin", "check", "--depth", "9"], "depth=9 is not valid; choose an integer from 1 to 8"),
+        (["twin", "train", "--image-size", "16"], "--image-size 16 is not valid; use 32 or more"),
+        (["twin", "train", "--lr", "-1"], "lr=-1.0 is not valid; it must be a number > 0"),
+        (["twin", "train", "--dice-weight", "-5"], "dice_weight=-5.0 is not valid; it must be a number >= 0"),
+        (["twin", "train", "--num-classes", "3"], "--num-classes 3 does not fit the synthetic cells, which have 2"),
     ],
 )
 def test_twin_mistakes_are_one_line_errors_with_exit_2(capsys, args, message):
@@ -50,8 +52,35 @@ def test_twin_mistakes_are_one_line_errors_with_exit_2(capsys, args, message):
     assert message in err and len(err.strip().splitlines()) == 1, err
 
 
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["twin", "check", "--upsample", "bilinear"], "unrecognized arguments: --upsample bilinear"),
+        (["twin", "check", "--norm", "group"], "argument --norm: invalid choice: 'group'"),
+        (["twin", "train", "--checkpointing"], "unrecognized arguments: --checkpointing"),
+        (["twin", "train", "--encoder-weights", "x.pth"], "unrecognized arguments: --encoder-weights x.pth"),
+        (["twin", "train", "--size", "32"], "unrecognized arguments: --size 32"),
+    ],
+)
+def test_options_the_twin_does_not_have_are_not_offered(capsys, args, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith(f"usage: unetlab twin {args[1]}") and message in err
+
+
+@pytest.mark.parametrize("command", ["check", "train"])
+def test_help_lists_only_what_the_twin_supports(capsys, command):
+    with pytest.raises(SystemExit):
+        main(["twin", command, "--help"])
+    out = capsys.readouterr().out
+    for absent in ("--encoder-weights", "--freeze-encoder", "--checkpointing", "--upsample", "group", "instance"):
+        assert absent not in out, absent
+    assert "--norm {batch,none}" in out and "--padding {same,valid}" in out
+
+
 def test_twin_train_smoke_reports_validation_dice(capsys):
-    args = ["--size", "32", "--train-images", "4", "--val-images", "2", "--steps", "2", "--batch-size", "2"]
+    args = ["--image-size", "32", "--num-train", "4", "--num-val", "2", "--steps", "2", "--batch-size", "2"]
     assert main(["twin", "train", *args, "--depth", "1", "--base-channels", "2", "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "synthetic cells 32x32, 4 train / 2 val images" in out

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from unetlab import UnetlabError
-from unetlab.data.info import IGNORE_INDEX, DataInfo, match_channels
+from unetlab.data.info import IGNORE_INDEX, DataInfo, match_channels, unit_range
 
 
 def test_mask_to_classes_and_back_for_grey_values_with_ignore():
@@ -46,5 +46,34 @@ def test_match_channels_converts_unambiguous_cases_and_refuses_others():
     rgba = np.random.rand(4, 5, 4).astype(np.float32)
     assert match_channels(rgba, 3).shape == (4, 5, 3)
     np.testing.assert_allclose(match_channels(np.repeat(grey, 3, axis=2), 1), grey, rtol=1e-6)
-    with pytest.raises(UnetlabError, match="scan.tif has 2 channels but the model takes 3"):
-        match_channels(np.zeros((4, 5, 2), np.float32), 3, "scan.tif")
+    grey_alpha = np.concatenate([grey, np.ones_like(grey)], axis=2)  # (4, 5, 2): alpha is dropped for grey or RGB
+    np.testing.assert_array_equal(match_channels(grey_alpha, 1), grey)
+    np.testing.assert_array_equal(match_channels(grey_alpha, 3), np.repeat(grey, 3, axis=2))
+    np.testing.assert_array_equal(match_channels(rgba, 3), rgba[..., :3])
+    with pytest.raises(UnetlabError, match="scan.tif has 2 channels but the model takes 4"):
+        match_channels(np.zeros((4, 5, 2), np.float32), 4, "scan.tif")
+    with pytest.raises(UnetlabError, match="scan.tif has 5 channels but the model takes 3"):
+        match_channels(np.zeros((4, 5, 5), np.float32), 3, "scan.tif")
+
+
+def test_integer_images_in_the_16_bit_range_scale_like_uint16_and_others_are_refused():
+    values = np.array([[0, 1000], [40000, 65535]])
+    expected = unit_range(values.astype(np.uint16))
+    for dtype in (np.int32, np.int64, np.uint32):
+        np.testing.assert_array_equal(unit_range(values.astype(dtype)), expected)
+    np.testing.assert_array_equal(
+        unit_range(np.array([[0, 1000]], np.int16)), unit_range(np.array([[0, 1000]], np.uint16))
+    )
+    np.testing.assert_array_equal(unit_range(np.array([[0, 255]], np.uint8)), [[0.0, 1.0]])
+    np.testing.assert_array_equal(unit_range(np.array([[False, True]])), [[0.0, 1.0]])
+    with pytest.raises(UnetlabError, match="ct.tif is an image of int16 with values from -1000 to 3000; .* convert it"):
+        unit_range(np.array([[-1000, 3000]], np.int16), "ct.tif")
+    with pytest.raises(UnetlabError, match="wide.tif is an image of int32 with values from 0 to 70000"):
+        unit_range(np.array([[0, 70000]], np.int32), "wide.tif")
+
+
+def test_float_images_with_nan_or_inf_are_refused_naming_the_file():
+    info = DataInfo(in_channels=1, class_values=[0, 1])
+    for bad in (np.nan, np.inf):
+        with pytest.raises(UnetlabError, match="scan.tif has NaN or infinite pixels"):
+            info.image_to_tensor(np.array([[0.5, bad]], np.float32), "scan.tif")

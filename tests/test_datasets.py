@@ -10,7 +10,8 @@ from folder_data import box_mask, write_pairs
 from PIL import Image
 
 from unetlab import UnetlabError
-from unetlab.data import IGNORE_INDEX, DataConfig, build_datasets
+from unetlab.data import IGNORE_INDEX, DataConfig, DataInfo, build_datasets
+from unetlab.data.folders import common_channels
 from unetlab.data.io import write_image
 
 ISBI = Path(__file__).resolve().parents[2] / "shared" / "data" / "isbi2012-membrane"
@@ -139,6 +140,10 @@ def test_palette_masks_give_their_indices_as_classes(tmp_path):
         palette.save(root / "masks" / f"{i}.png")
     _, _, info = build_datasets(DataConfig(source=str(root), val_fraction=0, patch_size=4))
     assert info.class_values == [0, 1, 2]
+    assert info.palette[:9] == [0, 0, 0, 255, 0, 0, 0, 255, 0], "kept, to write predictions as palette PNGs"
+    assert DataInfo.from_dict(info.to_dict()) == info
+    write_image(root / "masks" / "1.png", np.array([[0, 1, 2, 2]] * 4, np.uint8))  # one grey mask: no palette
+    assert build_datasets(DataConfig(source=str(root), val_fraction=0, patch_size=4))[2].palette is None
 
 
 def test_colour_masks_with_a_colour_table_and_rgb_16_bit_images(tmp_path):
@@ -160,6 +165,40 @@ def test_grey_and_rgb_images_mix_as_rgb(tmp_path):
     write_image(root / "images" / "1.png", np.zeros((20, 24, 3), np.uint8))
     _, _, info = build_datasets(DataConfig(source=str(root), val_fraction=0, patch_size=8))
     assert info.in_channels == 3
+
+
+@pytest.mark.parametrize(("mode", "channels"), [("RGBA", 3), ("LA", 1)])
+def test_alpha_is_dropped_so_transparent_images_train_a_grey_or_rgb_model(tmp_path, mode, channels):
+    root = folder(tmp_path, n=2)
+    for path in (root / "images").iterdir():
+        grey = np.asarray(Image.open(path))
+        colour = np.stack([grey] * channels + [np.full_like(grey, 200)], axis=2)  # (H, W, channels + 1)
+        Image.fromarray(colour, mode=mode).save(path)
+    _, _, info = build_datasets(DataConfig(source=str(root), val_fraction=0, patch_size=8))
+    assert info.in_channels == channels
+
+
+def test_channel_counts_mix_only_grey_and_rgb():
+    assert common_channels({4}) == 4 and common_channels({1, 3}) == 3 and common_channels({2}) == 2
+    with pytest.raises(UnetlabError, match="the images have 1 and 4 channels; unetlab mixes only grey and RGB"):
+        common_channels({1, 4})
+
+
+def test_jpeg_masks_are_refused(tmp_path):
+    root = write_pairs(tmp_path / "ds", {str(i): box_mask(16, 16, (0, 0, 8, 8)) for i in range(3)}, mask_suffix=".jpg")
+    with pytest.raises(UnetlabError, match=r"0\.jpg is a JPEG: lossy compression changes mask values"):
+        build_datasets(DataConfig(source=str(root)))
+
+
+def test_masks_with_too_many_values_and_no_class_values_are_refused(tmp_path):
+    ramp = (np.arange(100).reshape(10, 10)).astype(np.uint8)  # 100 distinct values: an image, not labels
+    root = write_pairs(tmp_path / "ds", {"0": ramp, "1": ramp})
+    with pytest.raises(
+        UnetlabError, match="the masks hold 100 distinct values .* more than 64 classes; check that masks"
+    ):
+        build_datasets(DataConfig(source=str(root)))
+    train, _, info = build_datasets(DataConfig(source=str(root), class_values=list(range(100)), val_fraction=0))
+    assert info.num_classes == 100
 
 
 def test_small_images_are_reflect_padded_to_the_patch(tmp_path):
@@ -200,10 +239,13 @@ def test_folder_problems_name_the_file_and_point_to_data_check(tmp_path, change,
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"class_values": [0, 128]}, "has mask values 255 that are not among class_values"),
+        ({"class_values": [0]}, "0.png has values 255 outside the classes 0"),
+        ({"class_values": [0, 128]}, r"class value 128 occurs in no mask \(the masks hold 0, 255\)"),
+        ({"class_values": [0, 0, 255]}, "class_values lists 0 more than once"),
+        ({"class_values": [0, 255], "ignore_values": [255]}, "255 is in class_values and in ignore_values"),
         ({"class_names": ["a", "b", "c"]}, "class_names has 3 names for 2 classes"),
         ({"ignore_values": ["void"]}, "ignore value 'void' names no class"),
-        ({"mean": [0.1, 0.2]}, "mean has 2 values but the images have 1 channels"),
+        ({"mean": [0.1, 0.2]}, "mean has 2 values but the images have 1 channel; give 1 value"),
         ({"val_fraction": 1.5}, "val_fraction must be in"),
         ({"val_list": "missing.txt"}, "val_list missing.txt not found"),
     ],

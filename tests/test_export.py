@@ -11,7 +11,7 @@ from unetlab import UnetlabError, list_models
 from unetlab.checkpoint import save_checkpoint
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
-from unetlab.export import check_export, export_model, export_shapes
+from unetlab.export import check_export, export_metadata, export_model, export_shapes
 
 # Float32 kernels that sum in another order (ONNX Runtime, TorchScript's fusions) differ by ~1e-7 here.
 PARITY = 1e-5
@@ -66,3 +66,40 @@ def test_cli_export_of_a_missing_checkpoint_is_one_line_and_exit_2(tmp_path, cap
     assert main(["export", str(tmp_path / "no.pt"), "--format", "onnx", "--out", str(tmp_path / "m.onnx")]) == 2
     err = capsys.readouterr().err
     assert err.startswith("unetlab export: error: checkpoint") and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_export_refuses_to_overwrite_a_checkpoint(tmp_path, capsys, format):
+    if format == "onnx":
+        pytest.importorskip("onnx")
+    save_checkpoint(tmp_path / "c.pt", tiny_model("unet"), DataInfo(2, [0, 255]))
+    (tmp_path / "other.pt").write_bytes((tmp_path / "c.pt").read_bytes())  # another run's checkpoint
+    for out in ("c.pt", "./c.pt", "other.pt"):
+        before = (tmp_path / out).read_bytes()
+        assert main(["export", str(tmp_path / "c.pt"), "--format", format, "--out", str(tmp_path / out)]) == 2
+        assert "is a unetlab checkpoint, which the export would overwrite" in capsys.readouterr().err
+        assert (tmp_path / out).read_bytes() == before
+
+
+def test_export_to_an_earlier_export_replaces_it(tmp_path):
+    model = tiny_model("unet")
+    (tmp_path / "m.ts").write_bytes(b"an earlier, broken export")
+    export_model(model, tmp_path / "m.ts", "torchscript")
+    assert check_export(model, tmp_path / "m.ts", "torchscript") < PARITY
+    assert [p.name for p in tmp_path.iterdir()] == ["m.ts"], "no temporary file left behind"
+
+
+def test_export_to_a_folder_or_under_a_file_is_one_line(tmp_path, capsys):
+    save_checkpoint(tmp_path / "c.pt", tiny_model("unet"), DataInfo(2, [0, 255]))
+    for out, message in (
+        (tmp_path, f"{tmp_path} is a folder; pass a file to write, such as {tmp_path / 'model.onnx'}"),
+        (tmp_path / "c.pt" / "m.ts", f"cannot be written: {tmp_path / 'c.pt'} is a file, not a folder"),
+    ):
+        assert main(["export", str(tmp_path / "c.pt"), "--format", "torchscript", "--out", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_metadata_says_how_pixels_are_scaled():
+    text = export_metadata(tiny_model("unet"))["input"]
+    assert "divided by 255 (8-bit) or 65535 (16-bit" in text and "(x - data.mean) / data.std" in text

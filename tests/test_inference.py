@@ -18,6 +18,7 @@ from unetlab.inference import (
     tile_starts,
 )
 from unetlab.models.blocks import SegmentationModel
+from unetlab.runtime import resolve_amp
 
 
 def classic(**kwargs) -> SegmentationModel:
@@ -240,6 +241,40 @@ def test_invalid_tiling_options_name_the_option(option, value, message):
         predict_tiled(padded(), torch.randn(2, 40, 40), **options)
 
 
+@pytest.mark.parametrize(
+    ("make", "smallest"), [(padded, 4), (lambda: create_model("resnet18-unet", base_channels=4, depth=3), 8)]
+)
+def test_a_padded_tile_under_the_downsampling_is_refused_naming_the_smallest(make, smallest):
+    model = make().eval()
+    image = torch.randn(model.in_channels, 40, 40)
+    with pytest.raises(UnetlabError, match=f"tile={smallest - 1} .* use a tile of at least {smallest} px"):
+        predict_tiled(model, image, tile=smallest - 1, overlap=0)
+    assert predict_tiled(model, image, tile=smallest, overlap=0).shape[1:] == (40, 40)
+    assert predict_tiled(model, image[:, :1, :1], tile=smallest).shape[1:] == (1, 1), "a 1-px image is still fine"
+
+
+class DtypeProbe(SegmentationModel):
+    """One 1x1 conv that records the dtype its output has under the autocast in effect."""
+
+    def __init__(self):
+        super().__init__()
+        self.head, self.dtypes = nn.Conv2d(2, 3, 1), []
+
+    def forward(self, image):
+        out = self.head(image)
+        self.dtypes.append(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("amp", [None, torch.bfloat16])
+def test_amp_is_the_autocast_dtype_exactly_as_given(amp):
+    model = DtypeProbe().eval()
+    logits = predict_tiled(model, torch.randn(2, 20, 20), tile=8, overlap=2, amp=amp)
+    assert set(model.dtypes) == {amp or torch.float32} and logits.dtype == torch.float32
+    with pytest.raises(TypeError, match="give an autocast dtype"):
+        predict_tiled(model, torch.randn(2, 20, 20), amp="bf16")
+
+
 # --- test-time augmentation ----------------------------------------------------------------------------------------
 
 
@@ -303,6 +338,8 @@ def test_cuda_with_amp_is_close_to_cpu():
     model = padded()
     image = torch.randn(2, 100, 90)
     cpu = predict_tiled(model, image, tile=48, overlap=16)
-    gpu = predict_tiled(model.cuda(), image, tile=48, overlap=16, device="cuda", amp=True)
+    gpu = predict_tiled(
+        model.cuda(), image, tile=48, overlap=16, device="cuda", amp=resolve_amp("auto", torch.device("cuda"))
+    )
     assert gpu.device.type == "cpu"
     torch.testing.assert_close(gpu, cpu, rtol=0, atol=0.05)  # bf16/fp16 keeps 8-11 mantissa bits

@@ -5,7 +5,7 @@ import pytest
 from PIL import Image
 
 from unetlab import UnetlabError
-from unetlab.data.io import read_image, read_mask, write_image
+from unetlab.data.io import _pillow_to_array, read_image, read_mask, write_image
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,42 @@ def test_tiff_stack_is_refused_with_advice(tmp_path):
 def test_sixteen_bit_colour_png_is_refused_with_advice(tmp_path):
     with pytest.raises(UnetlabError, match="write a .tif"):
         write_image(tmp_path / "x.png", np.zeros((2, 2, 3), np.uint16))
+
+
+def test_alpha_is_dropped_from_rgba_and_grey_alpha_files(tmp_path):
+    rgb = np.arange(36, dtype=np.uint8).reshape(3, 4, 3)
+    alpha = np.full((3, 4, 1), 7, np.uint8)
+    Image.fromarray(np.concatenate([rgb, alpha], axis=2), mode="RGBA").save(tmp_path / "rgba.png")
+    Image.fromarray(np.concatenate([rgb[..., :1], alpha], axis=2), mode="LA").save(tmp_path / "la.png")
+    write_image(tmp_path / "rgba.tif", np.concatenate([rgb, alpha], axis=2))  # photometric RGB + an alpha sample
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.png"), rgb)
+    np.testing.assert_array_equal(read_image(tmp_path / "la.png"), rgb[..., 0])
+    np.testing.assert_array_equal(read_image(tmp_path / "rgba.tif"), rgb)
+
+
+def test_four_channel_tiff_without_alpha_keeps_its_channels(tmp_path):
+    import tifffile
+
+    channels = np.arange(80, dtype=np.uint16).reshape(4, 5, 4)
+    tifffile.imwrite(tmp_path / "x.tif", channels, photometric="minisblack", planarconfig="contig")
+    np.testing.assert_array_equal(read_image(tmp_path / "x.tif"), channels)
+
+
+def test_bilevel_png_reads_as_0_255_image_and_0_1_mask(tmp_path):
+    bits = np.array([[0, 1, 1], [1, 0, 0]], bool)
+    Image.fromarray(bits).save(tmp_path / "bits.png")
+    assert read_image(tmp_path / "bits.png").tolist() == (bits * 255).tolist()
+    assert read_mask(tmp_path / "bits.png").tolist() == bits.astype(int).tolist()
+
+
+def test_pillow_32_bit_grey_in_the_16_bit_range_reads_as_uint16():
+    values = np.array([[0, 1000], [40000, 65535]], np.int32)  # what older Pillows give for a 16-bit PNG (mode "I")
+    got = _pillow_to_array(Image.fromarray(values, mode="I"), mask=False)
+    assert got.dtype == np.uint16 and got.tolist() == values.tolist()
+    wide = _pillow_to_array(Image.fromarray(values * 2, mode="I"), mask=False)
+    assert wide.dtype == np.int32  # out of 16 bits: left to DataInfo's rule, which refuses it
+
+
+def test_a_folder_is_not_an_image(tmp_path):
+    with pytest.raises(UnetlabError, match="is a folder; pass an image file"):
+        read_image(tmp_path)

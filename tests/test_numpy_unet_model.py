@@ -20,7 +20,7 @@ from unetlab import UnetlabError, create_model
 from unetlab.models.unet import valid_output_size
 from unetlab.numpy_unet import NumpyUNet
 from unetlab.numpy_unet.losses import loss_and_grad
-from unetlab.numpy_unet.model import valid_output_side
+from unetlab.numpy_unet.sizes import valid_output_side
 from unetlab.twin import to_torch, torch_forward
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -259,3 +259,19 @@ def test_backward_runs_once_per_forward():
     twin.backward(np.ones_like(logits))
     with pytest.raises(RuntimeError, match="needs a forward first"):
         twin.backward(np.ones_like(logits))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (dict(depth=9), "depth=9 is not valid; choose an integer from 1 to 8"),
+        (dict(depth=0), "depth=0 is not valid"),
+        (dict(dropout=1.0), r"dropout=1.0 is not valid; it is a probability in \[0, 1\)"),
+        (dict(dropout="half"), "dropout='half' is not valid"),
+    ],
+)
+def test_twin_and_torch_unet_share_one_set_of_option_rules(options, message):
+    with pytest.raises(UnetlabError, match=message):
+        NumpyUNet(**options)
+    with pytest.raises(UnetlabError, match=message):
+        create_model("unet", **options)

@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from unetlab import UnetlabError, create_model
 from unetlab.checkpoint import load_checkpoint, save_checkpoint
@@ -41,7 +42,8 @@ def test_binary_model_thresholds_the_sigmoid_at_the_checkpoints_threshold_or_the
     save_checkpoint(tmp_path / "b.pt", model, DataInfo(1, [0, 255]), threshold=threshold)
     result = predict(tmp_path / "b.pt", image)
     np.testing.assert_allclose(result.probs[0], probs, rtol=1e-5, atol=1e-6)
-    assert np.array_equal(result.classes, probs > threshold)
+    assert np.array_equal(result.classes, probs >= threshold), "foreground from the threshold on, as validation"
+    assert result.classes[probs == threshold].all(), "the median pixel itself is foreground"
     assert set(np.unique(result.mask)) == {0, 255}, "class values of the checkpoint"
     overridden = predict(tmp_path / "b.pt", image, threshold=0.0)
     assert (overridden.mask == 255).all()
@@ -75,9 +77,21 @@ def test_colour_image_to_grey_model_uses_luminance_and_grey_to_colour_repeats():
 
 
 def test_channels_that_cannot_be_converted_name_the_file(tmp_path):
-    write_image(tmp_path / "two.tif", np.zeros((8, 8, 2), dtype=np.uint8))
-    with pytest.raises(UnetlabError, match="two.tif has 2 channels but the model takes 3"):
-        predict(binary_model(in_channels=3), tmp_path / "two.tif")
+    write_image(tmp_path / "five.tif", np.zeros((8, 8, 5), dtype=np.uint8))
+    with pytest.raises(UnetlabError, match="five.tif has 5 channels but the model takes 3"):
+        predict(binary_model(in_channels=3), tmp_path / "five.tif")
+
+
+def test_grey_alpha_and_rgba_files_predict_like_their_opaque_twins(tmp_path):
+    grey = np.add.outer(np.arange(8), np.arange(8)).astype(np.uint8) * 9  # (8, 8)
+    alpha = np.full_like(grey, 100)
+    Image.fromarray(np.stack([grey, alpha], axis=2), mode="LA").save(tmp_path / "la.png")
+    Image.fromarray(np.stack([grey, grey, grey, alpha], axis=2), mode="RGBA").save(tmp_path / "rgba.png")
+    for channels in (1, 3):
+        predictor = Predictor(binary_model(in_channels=channels), device="cpu")
+        expected = predictor(np.stack([grey] * channels, axis=2)).probs
+        for name in ("la.png", "rgba.png"):
+            np.testing.assert_array_equal(predictor(tmp_path / name).probs, expected)
 
 
 def test_colour_class_values_come_back_as_colours(tmp_path):

@@ -50,7 +50,10 @@ def test_encoder_weights_for_grey_images_respond_as_to_replicated_rgb():
     image = torch.rand(1, 1, 64, 48)
     with torch.no_grad():
         for a, b in zip(grey.encoder(image), rgb.encoder(image.expand(-1, 3, -1, -1))):
-            torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+            # float32 rounding relative to the map's norm, as above: the grey conv sums the three RGB kernels before
+            # multiplying, the RGB conv sums three products, and the difference grows with the maps' magnitude
+            # (about 10 at layer4) through the depth of the net (observed: under 1e-6).
+            assert ((a - b).norm() / b.norm()).item() < 1e-5
 
 
 @needs_reference
@@ -70,11 +73,17 @@ def test_encoder_weights_missing_file_names_it(tmp_path):
         create_model("resnet34-unet", encoder_weights=tmp_path / "nope.pth")
 
 
-def test_encoder_weights_corrupt_file_names_it(tmp_path):
+def test_encoder_weights_corrupt_file_names_it_with_a_readable_reason(tmp_path):
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")
-    with pytest.raises(UnetlabError, match="bad.pth could not be read"):
+    with pytest.raises(UnetlabError, match=r"bad.pth is not a PyTorch file \(torch.save writes a zip archive\)"):
         create_model("resnet34-unet", encoder_weights=bad)
+    torch.save({"conv1.weight": torch.zeros(2)}, bad)
+    bad.write_bytes(bad.read_bytes()[:-40])  # a torch file cut short
+    with pytest.raises(UnetlabError, match=r"bad.pth could not be read by torch.load \(\w"):
+        create_model("resnet34-unet", encoder_weights=bad)
+    with pytest.raises(UnetlabError, match=f"encoder weights {tmp_path} is a folder"):
+        create_model("resnet34-unet", encoder_weights=tmp_path)
 
 
 def test_adapt_first_conv_keeps_magnitude_for_many_channels():

@@ -77,3 +77,51 @@ def test_cli_summary_bad_input_exits_2_with_one_line(capsys, argv, message):
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize(
+    ("argv", "output"),
+    [
+        (["summary", "unet", "--base-channels", "4", "--input", "1,16,16"], "2 x 16 x 16"),
+        (["summary", "unet", "--base-channels", "4", "--input", "1,1,1"], "2 x 1 x 1"),
+        (["summary", "resnet18-unet", "--base-channels", "4", "--input", "3,16,16"], "2 x 16 x 16"),
+        (["summary", "unet-classic", "--input", "1,100000,100000"], "2 x 99828 x 99828"),  # ~30 TB if it were run
+    ],
+)
+def test_cli_summary_of_tiny_and_huge_inputs_allocates_nothing(capsys, argv, output):
+    assert main(argv) == 0
+    captured = capsys.readouterr()
+    assert output in captured.out and "Traceback" not in captured.err
+
+
+def saved_bytes_of_one_image(model, shape) -> int:
+    """A witness: the bytes autograd keeps for one real image on the CPU, each storage once, parameters not."""
+    seen = {p.untyped_storage().data_ptr() for p in model.parameters()}
+    total = 0
+
+    def pack(tensor):
+        nonlocal total
+        storage = tensor.untyped_storage()
+        if storage.data_ptr() not in seen:
+            seen.add(storage.data_ptr())
+            total += storage.nbytes()
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        model.train()(torch.randn(1, *shape))
+    return total
+
+
+@pytest.mark.parametrize("name", ["unet-classic", "unet", "resnet18-unet"])
+def test_summary_figures_are_those_of_one_real_image(name):
+    model = tiny_model(name, **({"norm": None} if name == "unet" else {}))  # batch norm keeps per-batch statistics
+    shape = (2, *(model.valid_input_size(32),) * 2)
+    summary = summarize(model, shape)
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.randn(1, *shape))
+    assert summary.flops == counter.get_total_flops()
+    # Batch norm also keeps each batch's mean and inverse std (2 x C floats, whatever the image size), which the
+    # summary leaves out.
+    batch_statistics = sum(2 * 4 * m.num_features for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    assert summary.activation_bytes == saved_bytes_of_one_image(model, shape) - batch_statistics

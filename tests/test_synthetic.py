@@ -7,6 +7,7 @@ import inspect
 import numpy as np
 import pytest
 
+from unetlab import UnetlabError, errors
 from unetlab.data import synthetic
 from unetlab.data.synthetic import CHANNELS, CLASS_NAMES, generate, generate_cell_instances
 
@@ -55,14 +56,17 @@ def test_cells_are_not_segmented_by_a_global_threshold():
 
 
 def test_unknown_kind_and_bad_arguments_raise():
-    with pytest.raises(ValueError, match="unknown synthetic kind 'dots'"):
+    with pytest.raises(UnetlabError, match="unknown synthetic kind 'dots'"):
         generate("dots", 0)
-    with pytest.raises(ValueError, match="size >= 32"):
+    with pytest.raises(UnetlabError, match="size >= 32 px; got index=0, seed=0, size=8"):
         generate("cells", 0, size=8)
 
 
-def test_synthetic_module_imports_numpy_only():
-    tree = ast.parse(inspect.getsource(synthetic))
+def imports(module) -> set[str]:
+    tree = ast.parse(inspect.getsource(module))
     imported = {a.name for node in ast.walk(tree) if isinstance(node, ast.Import) for a in node.names}
-    imported |= {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
-    assert imported == {"numpy"}
+    return imported | {node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+
+
+def test_synthetic_module_imports_numpy_only():
+    assert imports(synthetic) == {"numpy", "unetlab.errors"} and imports(errors) == set()

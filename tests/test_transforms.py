@@ -99,9 +99,12 @@ def test_elastic_field_is_the_bicubic_interpolation_of_the_coarse_displacements(
     field = elastic_field(n, 9, 13, sigma, 3, torch.Generator().manual_seed(0), "cpu")  # (n, 9, 13, 2)
     coarse = sigma * torch.randn(n, 2, 3, 3, generator=torch.Generator().manual_seed(0))  # the same draws
     nodes = field[:, ::4, ::6].permute(0, 3, 1, 2)  # rows 0, 4, 8 and columns 0, 6, 12: the grid, corner to corner
-    torch.testing.assert_close(nodes, coarse, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(nodes, coarse, rtol=1e-5, atol=1e-6)
     dense = torch.nn.functional.interpolate(coarse, size=(9, 13), mode="bicubic", align_corners=True)  # 2-D reference
-    torch.testing.assert_close(field, dense.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-4)
+    # The separable product sums in another order than F.interpolate: float32 rounding of the order of 1e-7 of the
+    # largest displacement (about 40 px here), so atol scales with it; values near zero need atol, not rtol.
+    scale = float(coarse.abs().max())
+    torch.testing.assert_close(field, dense.permute(0, 2, 3, 1), rtol=1e-5, atol=1e-6 * scale)
     assert abs(float(coarse.std()) - sigma) < 0.3  # paper: 10 px standard deviation
 
 

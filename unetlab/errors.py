@@ -1,7 +1,8 @@
 """The error unetlab raises for a user's mistake.
 
 A `UnetlabError` message names the file or option at fault and says how to fix it. The CLI prints it
-without a traceback and exits with status 2; library users can catch it as a `ValueError`.
+without a traceback and exits with status 2; library users can catch it as a `ValueError`. `plural` spells the
+counts in such messages.
 """
 
 
@@ -14,3 +15,8 @@ class UnknownNameError(UnetlabError, KeyError):
 
     # KeyError quotes its message; this one is a sentence, so print it as one.
     __str__ = Exception.__str__
+
+
+def plural(count: int, noun: str, nouns: str | None = None) -> str:
+    """ "1 pair", "2 pairs": a count with its noun in the right number (`nouns` for irregular plurals)."""
+    return f"{count} {noun if count == 1 else nouns or noun + 's'}"

@@ -15,6 +15,7 @@
 """
 
 import json
+import os
 import warnings
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,7 +23,7 @@ from pathlib import Path
 import torch
 
 from unetlab import __version__
-from unetlab.checkpoint import Checkpoint
+from unetlab.checkpoint import Checkpoint, load_checkpoint
 from unetlab.errors import UnetlabError
 from unetlab.inference import pooling_stride
 from unetlab.models.blocks import SegmentationModel
@@ -52,7 +53,8 @@ def export_metadata(model: SegmentationModel, checkpoint: Checkpoint | None = No
     return {
         "unetlab_version": __version__,
         "model": getattr(model, "spec", None),
-        "input": f"{INPUT_NAME} (N, {model.in_channels}, H, W) float32, normalised as data.mean / data.std say",
+        "input": f"{INPUT_NAME} (N, {model.in_channels}, H, W) float32: pixels divided by 255 (8-bit) or 65535 "
+        "(16-bit; float images as they are), then normalised per channel, (x - data.mean) / data.std",
         "input_sizes": inputs,
         "output": f"{OUTPUT_NAME} (N, {model.num_classes}, H', W'): "
         + ("sigmoid" if model.num_classes == 1 else "softmax"),
@@ -70,35 +72,74 @@ def export_model(model: SegmentationModel, path: str | Path, format: str, metada
         format: "onnx" or "torchscript".
         metadata: JSON-serialisable facts stored in the file; None: `export_metadata(model)`.
 
+    The file is written under a temporary name beside `path` and renamed, so a failed export leaves whatever was at
+    `path` as it was.
+
     Raises:
-        UnetlabError: for an unknown format, or ONNX asked for without the `export` extra installed.
+        UnetlabError: for an unknown format, ONNX asked for without the `export` extra installed, or a `path` that
+            is a folder, a unetlab checkpoint (which the export would destroy) or not writable.
     """
     check_choice("format", format, FORMATS)
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    _check_destination(path)
     model = model.cpu().eval()
     metadata = json.dumps(export_metadata(model) if metadata is None else metadata)
     example = torch.randn(export_shapes(model)[0])
-    with _quiet_tracing():
-        if format == "torchscript":
-            torch.jit.save(torch.jit.trace(model, example), str(path), _extra_files={"unetlab.json": metadata})
-            return path
-        onnx = _require("onnx", "ONNX export")
-        dynamic = {0: "batch", 2: "height", 3: "width"}
-        torch.onnx.export(
-            model,
-            (example,),
-            str(path),
-            dynamo=False,
-            opset_version=ONNX_OPSET,
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
-            dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
-        )
-    graph = onnx.load(str(path))
-    graph.metadata_props.add(key="unetlab", value=metadata)
-    onnx.save(graph, str(path))
+    onnx = _require("onnx", "ONNX export") if format == "onnx" else None
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.tmp"))  # created by the exporter, with the usual mode
+    try:
+        Path(tmp).touch()
+    except OSError as exc:
+        raise UnetlabError(f"{path} cannot be written ({exc.strerror}); pass a file in a writable folder") from None
+    try:
+        with _quiet_tracing():
+            if format == "torchscript":
+                torch.jit.save(torch.jit.trace(model, example), tmp, _extra_files={"unetlab.json": metadata})
+            else:
+                dynamic = {0: "batch", 2: "height", 3: "width"}
+                torch.onnx.export(
+                    model,
+                    (example,),
+                    tmp,
+                    dynamo=False,
+                    opset_version=ONNX_OPSET,
+                    input_names=[INPUT_NAME],
+                    output_names=[OUTPUT_NAME],
+                    dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
+                )
+        if onnx is not None:
+            graph = onnx.load(tmp)
+            graph.metadata_props.add(key="unetlab", value=metadata)
+            onnx.save(graph, tmp)
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
     return path
+
+
+def _check_destination(path: Path) -> None:
+    """Refuse a folder, a unetlab checkpoint, or a path whose folder cannot be made, before anything is traced."""
+    if path.is_dir():
+        raise UnetlabError(f"{path} is a folder; pass a file to write, such as {path / 'model.onnx'}")
+    if path.is_file():
+        try:
+            load_checkpoint(path)
+        except UnetlabError:
+            pass  # not a checkpoint (e.g. an earlier export): it may be replaced
+        else:
+            raise UnetlabError(
+                f"{path} is a unetlab checkpoint, which the export would overwrite; pass another file, such as "
+                f"{path.with_suffix('.onnx')}"
+            )
+    blocker = next((p for p in path.parents if p.is_file()), None)
+    if blocker is not None:
+        raise UnetlabError(f"{path} cannot be written: {blocker} is a file, not a folder; pass another path")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnetlabError(
+            f"{path} cannot be written: no folder {path.parent} ({exc.strerror}); pass another path"
+        ) from None
 
 
 def check_export(model: SegmentationModel, path: str | Path, format: str) -> float:

@@ -84,7 +84,9 @@ def resolve_tiling(model: SegmentationModel, tile, overlap, blend: str, batch_si
     """The `(tile, overlap)` in effect: defaults filled in, every option checked, a valid model's tile rounded up.
 
     Defaults: valid-convolution models take the paper's 572-px window (rounded up to a size they take) without
-    overlap; padded models a 512-px window overlapping its neighbours by a quarter of the window.
+    overlap; padded models a 512-px window overlapping its neighbours by a quarter of the window. A padded model's tile
+    must be at least its downsampling factor (`model.reduction`, 2**depth for a U-Net); images smaller than the tile
+    are still predicted whole, in one window of their own size.
 
     Raises:
         UnetlabError: naming the option that is not valid.
@@ -92,6 +94,11 @@ def resolve_tiling(model: SegmentationModel, tile, overlap, blend: str, batch_si
     valid = model.padding == "valid"
     tile = (model.valid_input_size(PAPER_TILE) if valid else PADDED_TILE) if tile is None else tile
     check_positive_ints(tile=tile, batch_size=batch_size)
+    if not valid and tile < model.reduction:
+        raise UnetlabError(
+            f"tile={tile} is smaller than this model takes: it downsamples by {model.reduction}, so a window under "
+            f"{model.reduction} px leaves its deepest maps without context; use a tile of at least {model.reduction} px"
+        )
     overlap = (0 if valid else tile // 4) if overlap is None else overlap
     check_choice("blend", blend, BLENDS)
     if not isinstance(overlap, int) or isinstance(overlap, bool) or not 0 <= overlap < tile:
@@ -147,13 +154,6 @@ def _window(image: torch.Tensor, rows: torch.Tensor, cols: torch.Tensor) -> torc
     return span.index_select(1, rows - r0).index_select(2, cols - c0)
 
 
-def autocast(device: torch.device, amp: bool):
-    """Mixed precision on CUDA (bf16 where the GPU has it, else fp16); a disabled context elsewhere."""
-    enabled = amp and device.type == "cuda"
-    dtype = torch.bfloat16 if enabled and torch.cuda.is_bf16_supported() else torch.float16
-    return torch.autocast("cuda" if enabled else "cpu", dtype=dtype, enabled=enabled)
-
-
 def predict_tiled(
     model: SegmentationModel,
     image: torch.Tensor,
@@ -162,7 +162,7 @@ def predict_tiled(
     blend: str = "gaussian",
     batch_size: int = 4,
     device: str | torch.device | None = None,
-    amp: bool = True,
+    amp: torch.dtype | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
     """The logits of `model` (in eval mode) for one image of any size, computed window by window.
@@ -178,7 +178,9 @@ def predict_tiled(
         blend: window weight for padded models, "gaussian" or "constant".
         batch_size: windows per forward pass; with the tile it bounds the device memory.
         device: where the network runs; None: where the model's parameters are.
-        amp: autocast on CUDA (bf16 where supported, else fp16); the stitched logits are float32 anyway.
+        amp: the autocast dtype of the forward passes (torch.bfloat16, torch.float16), exactly as given; None: full
+            precision. `unetlab.runtime.resolve_amp` turns "auto" | "none" | "bf16" | "fp16" into it. The stitched
+            logits are float32 either way.
         progress: show a progress bar over the windows.
 
     Returns:
@@ -187,6 +189,10 @@ def predict_tiled(
     Raises:
         UnetlabError: for an invalid tile, overlap, blend or batch size.
     """
+    # TODO: drop `amp is False` once evaluate.py passes runtime.amp_dtype; until then it passes False on the CPU.
+    amp = None if amp is False else amp
+    if amp is not None and not isinstance(amp, torch.dtype):
+        raise TypeError(f"amp={amp!r}: give an autocast dtype such as torch.bfloat16, or None for full precision")
     tile, overlap = resolve_tiling(model, tile, overlap, blend, batch_size)
     _, height, width = image.shape
     if model.padding == "valid":
@@ -200,7 +206,7 @@ def predict_tiled(
         for first in range(0, len(grid), batch_size):
             chunk = grid[first : first + batch_size]
             batch = torch.stack([_window(image, rows.windows[i], cols.windows[j]) for i, j in chunk])  # (B, C, h, w)
-            with autocast(device, amp):
+            with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = model(batch.to(device))  # (B, K, h', w')
             out = out[..., : rows.size, : cols.size].float().cpu()  # (B, K, size_h, size_w)
             if logits is None:
@@ -237,6 +243,10 @@ class TestTimeAugmentation(SegmentationModel):
 
     def valid_input_size(self, min_size: int) -> int:
         return self.model.valid_input_size(min_size)
+
+    @property
+    def reduction(self) -> int:
+        return self.model.reduction
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         total = None

@@ -11,6 +11,8 @@ Reductions: "none" (N, K), per image and class; "per-class" (K,), counts summed 
 mean of the per-class scores; "micro", counts summed over images and classes; "imagewise", the mean over images of
 each image's mean over classes.
 
+`foreground(probs, threshold)` is the decision rule of binary models (probability >= threshold).
+
 Empty-mask convention: a score whose denominator is 0 (the class is absent from both the truth and the prediction
 of that image, or of the whole set) is undefined: it is NaN and left out of every mean, as MONAI does. A mean of
 nothing but NaN stays NaN.
@@ -22,6 +24,15 @@ from unetlab.data.info import IGNORE_INDEX
 from unetlab.errors import UnetlabError
 
 REDUCTIONS = ("none", "per-class", "macro", "micro", "imagewise")
+
+
+def foreground(probs, threshold: float):
+    """The decision rule of binary (1-logit) models: foreground where the probability is >= `threshold`.
+
+    One rule for prediction and validation, whose chosen threshold is the best under it; works on tensors and
+    NumPy arrays alike. (The NumPy twin, which cannot import this module, uses the same rule on logits: >= 0.)
+    """
+    return probs >= threshold
 
 
 def confusion_counts(

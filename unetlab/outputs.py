@@ -2,20 +2,25 @@
 
 Layout of the output folder, for an input `NAME.ext`:
 
-    OUT/NAME.png            the mask in the dataset's own values (NAME.tif when they do not fit in 8 bits)
-    OUT/probs/NAME.tif      float32 probabilities: (H, W) of the foreground for binary models, else (H, W, K)
+    OUT/NAME.png            the mask in the dataset's own values (NAME.tif when they do not fit in 8 bits), a
+                            palette PNG with the masks' palette when the training masks were palette PNGs
+    OUT/probs/NAME.tif      float32 probabilities, one channel per class, planar (K, H, W), min-is-black: viewers
+                            show K grey channels, not colours (K = 1, the foreground's, for binary models)
     OUT/overlays/NAME.png   the image in 8-bit colour with every class but class 0 (the background) tinted
 
-so OUT itself is a folder of masks named like the images, as datasets are laid out.
+so OUT itself is a folder of masks named like the images, as datasets are laid out. Inputs of one folder that
+share a stem (`y.png`, `y.tif`) are named `NAME_EXT` instead (`y_png`, `y_tif`), and no output may be one of the
+inputs (`--out` set to the input folder would otherwise overwrite `y.png` with its own mask).
 """
 
 import glob
+from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
-from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, write_image
+from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, write_image, write_planes
 from unetlab.errors import UnetlabError
 from unetlab.prediction import Prediction
 
@@ -34,8 +39,7 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
     Duplicates are dropped, order kept (folders and globs sorted).
 
     Raises:
-        UnetlabError: naming an input that is missing, an empty folder or a pattern that matches no image, or two
-            files whose outputs would have the same name.
+        UnetlabError: naming an input that is missing, an empty folder or a pattern that matches no image.
     """
     paths: list[Path] = []
     for item in inputs:
@@ -53,19 +57,54 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
         else:
             raise UnetlabError(f"input {path} not found; pass image files, folders or glob patterns")
         paths += found
-    unique = list(dict.fromkeys(p.resolve() for p in paths))
-    by_stem: dict[str, Path] = {}
-    for path in unique:
-        other = by_stem.setdefault(path.stem, path)
+    return list(dict.fromkeys(p.resolve() for p in paths))
+
+
+def output_names(paths: list[Path]) -> list[str]:
+    """The output name (a file name without suffix) of each input: its stem, or `STEM_EXT` for stems that several
+    inputs share (`y.png`, `y.tif` -> `y_png`, `y_tif`).
+
+    Raises:
+        UnetlabError: for inputs that would still share a name (the same file name in two folders).
+    """
+    stems = Counter(p.stem for p in paths)
+    names = [p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths]
+    first: dict[str, Path] = {}
+    for path, name in zip(paths, names):
+        other = first.setdefault(name, path)
         if other != path:
             raise UnetlabError(
-                f"{other} and {path} would both be written as {path.stem}; predict them into separate --out folders"
+                f"{other} and {path} would both be written as {name}; predict each folder in its own run, into "
+                "its own --out folder"
             )
-    return unique
+    return names
+
+
+def output_paths(out_dir: Path, name: str, mask_dtype: np.dtype, probs: bool, overlay: bool) -> list[Path]:
+    """The files `write_prediction` writes for one input, mask first: .png for 8-bit masks, else .tif."""
+    out_dir = Path(out_dir)
+    paths = [out_dir / f"{name}{'.png' if mask_dtype == np.uint8 else '.tif'}"]
+    paths += [out_dir / "probs" / f"{name}.tif"] if probs else []
+    return paths + ([out_dir / "overlays" / f"{name}.png"] if overlay else [])
+
+
+def refuse_overwriting_inputs(inputs: list[Path], outputs: list[Path], out_dir: Path) -> None:
+    """Raise a `UnetlabError` when one of the `outputs` is one of the `inputs` (paths compared once resolved)."""
+    resolved = {p.resolve() for p in inputs}
+    clash = next((p for p in outputs if p.resolve() in resolved), None)
+    if clash is not None:
+        raise UnetlabError(
+            f"--out {out_dir} would overwrite the input {clash} with a prediction; pass another --out folder"
+        )
 
 
 def write_prediction(
-    out_dir: Path, name: str, prediction: Prediction, probs: bool = False, overlay_of: np.ndarray | None = None
+    out_dir: Path,
+    name: str,
+    prediction: Prediction,
+    probs: bool = False,
+    overlay_of: np.ndarray | None = None,
+    palette: list[int] | None = None,
 ) -> list[Path]:
     """Write the mask of `prediction` as OUT/NAME.png (or .tif), and optionally its probabilities and an overlay.
 
@@ -73,22 +112,19 @@ def write_prediction(
         out_dir: the output folder (created if needed).
         name: the file name without suffix, usually the input's stem.
         prediction: what `Predictor` returned.
-        probs: also write the probabilities, float32 TIFF, to OUT/probs/NAME.tif.
+        probs: also write the probabilities, a float32 TIFF of K planes, to OUT/probs/NAME.tif.
         overlay_of: the image that was predicted; when given, also write OUT/overlays/NAME.png.
+        palette: the training masks' PNG palette (`DataInfo.palette`): the mask is written as a palette PNG.
 
     Returns:
         The paths written, mask first.
     """
-    out_dir = Path(out_dir)
     mask = prediction.mask
-    written = [out_dir / f"{name}{'.png' if mask.dtype == np.uint8 else '.tif'}"]
-    write_image(written[0], mask)
+    written = output_paths(out_dir, name, mask.dtype, probs, overlay_of is not None)
+    write_image(written[0], mask, palette)
     if probs:
-        written.append(out_dir / "probs" / f"{name}.tif")
-        p = prediction.probs  # (K, H, W)
-        write_image(written[-1], p[0] if len(p) == 1 else np.moveaxis(p, 0, -1))  # (H, W) or (H, W, K)
+        write_planes(written[1], prediction.probs)  # (K, H, W)
     if overlay_of is not None:
-        written.append(out_dir / "overlays" / f"{name}.png")
         colours = mask if mask.ndim == 3 else None  # a colour mask tints with its own colours
         write_image(written[-1], overlay(overlay_of, prediction.classes, colours))
     return written

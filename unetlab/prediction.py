@@ -8,8 +8,9 @@
 - A checkpoint brings its `DataInfo` (channels, normalisation, class values) and the decision threshold of binary
   models; a model straight from the registry predicts with no normalisation (integer images are only scaled to
   [0, 1]) and gives class indices as its mask.
-- Output convention: `num_classes == 1` is one logit per pixel, sigmoid, class = probability > threshold;
-  `num_classes >= 2` are softmax logits, class = argmax.
+- Output convention: `num_classes == 1` is one logit per pixel, sigmoid, class = probability >= threshold
+  (`metrics.foreground`, the rule validation chooses the threshold under); `num_classes >= 2` are softmax logits,
+  class = argmax.
 - Overlap-tile and test-time augmentation come from `unetlab.inference`; `Predictor` keeps the model on its device
   for many images, and `predict` is the one-image shortcut.
 """
@@ -24,10 +25,11 @@ from torch import nn
 from unetlab.checkpoint import Checkpoint, load_checkpoint
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image
-from unetlab.errors import UnetlabError
+from unetlab.errors import UnetlabError, plural
 from unetlab.inference import TestTimeAugmentation, predict_tiled, resolve_tiling
+from unetlab.metrics import foreground
 from unetlab.models.blocks import SegmentationModel
-from unetlab.runtime import resolve_device
+from unetlab.runtime import resolve_amp, resolve_device
 
 DEFAULT_THRESHOLD = 0.5
 ROWS_PER_BAND = 1024  # rows converted at a time from logits to classes: no (H, W) int64 array is ever made
@@ -55,8 +57,9 @@ class Predictor:
     Args:
         model: a unetlab model (e.g. from `create_model`), a `Checkpoint`, or the path of a checkpoint file.
         device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
-        amp: mixed precision on CUDA (bf16 where supported, else fp16); ignored on the CPU.
-        threshold: probability above which a pixel is foreground, for binary (1-logit) models only.
+        amp: mixed precision, as `unetlab train --amp`: "auto" (bf16 on GPUs that support it, else fp16; full
+            precision on the CPU), "none", "bf16" or "fp16" (CUDA only); see `unetlab.runtime.resolve_amp`.
+        threshold: probability from which a pixel is foreground (p >= threshold), for binary (1-logit) models only.
             None: the checkpoint's, else 0.5.
         tta: average over the 8 flips and 90-degree rotations (8 times the compute).
         tile, overlap, blend, batch_size: the window size and overlap in px, the blend of padded models, and windows
@@ -65,6 +68,7 @@ class Predictor:
     Attributes:
         model: the network, in eval mode, on `device`. data: the `DataInfo` images are read with.
         tile, overlap: the tiling in effect (a valid-convolution model's tile rounded up to a size it takes).
+        amp: the autocast dtype in effect, None for full precision.
 
     Raises:
         UnetlabError: for an unreadable checkpoint, an invalid option, or a threshold given to a multi-class model.
@@ -74,7 +78,7 @@ class Predictor:
         self,
         model: nn.Module | Checkpoint | str | Path,
         device: str | torch.device = "auto",
-        amp: bool = True,
+        amp: str = "auto",
         threshold: float | None = None,
         tta: bool = False,
         tile: int | None = None,
@@ -95,26 +99,29 @@ class Predictor:
         self.data = known.data if known and known.data else DataInfo(network.in_channels, list(range(labels)))
         if self.data.num_classes != labels or self.data.in_channels != network.in_channels:
             raise UnetlabError(
-                f"the checkpoint's data info ({self.data.in_channels} channels, {self.data.num_classes} classes) does "
-                f"not match its model ({network.in_channels} channels, {labels} classes); re-save the checkpoint"
+                f"the checkpoint's data info ({plural(self.data.in_channels, 'channel')}, "
+                f"{plural(self.data.num_classes, 'class', 'classes')}) does not match its model "
+                f"({plural(network.in_channels, 'channel')}, {labels} classes); re-save the checkpoint"
             )
         self.mask_values = np.asarray(self.data.classes_to_mask(np.arange(labels)))  # (labels,) or (labels, 3)
         self.tile, self.overlap = resolve_tiling(network, tile, overlap, blend, batch_size)
-        self.tta, self.amp, self.blend, self.batch_size = tta, amp, blend, batch_size
+        self.amp = resolve_amp(amp, self.device)  # the autocast dtype, None = full precision
+        self.tta, self.blend, self.batch_size = tta, blend, batch_size
         self._forward = TestTimeAugmentation(self.model) if tta else self.model
 
     def __call__(self, image: np.ndarray | str | Path, source: str | None = None, progress: bool = False) -> Prediction:
         """Predict one image.
 
         Args:
-            image: an (H, W) or (H, W, C) array of any dtype (8- and 16-bit integers are scaled to [0, 1], floats
-                are taken as they are), or the path of an image file. Any size, from 1 x 1 px up. Grey and colour
-                are converted to the model's channels where that is unambiguous.
+            image: an (H, W) or (H, W, C) array (scaled to [0, 1] by bit depth, floats taken as they are; see
+                `unetlab.data.info.unit_range`), or the path of an image file. Any size, from 1 x 1 px up. Grey and
+                colour are converted to the model's channels where that is unambiguous.
             source: the name used in error messages (default: the path, or "image").
             progress: show a progress bar over the windows.
 
         Raises:
-            UnetlabError: for an unreadable file, or channels that cannot be converted to the model's.
+            UnetlabError: for an unreadable file, pixels that cannot be scaled, or channels that cannot be converted
+                to the model's.
         """
         if isinstance(image, (str, Path)):
             source = source or str(image)
@@ -124,7 +131,15 @@ class Predictor:
             raise UnetlabError(f"{source or 'image'} has shape {image.shape}; pass an (H, W) or (H, W, C) image")
         tensor = self.data.image_to_tensor(image, source or "image")  # (C, H, W) float32, normalised
         logits = predict_tiled(
-            self._forward, tensor, self.tile, self.overlap, self.blend, self.batch_size, self.device, self.amp, progress
+            self._forward,
+            tensor,
+            tile=self.tile,
+            overlap=self.overlap,
+            blend=self.blend,
+            batch_size=self.batch_size,
+            device=self.device,
+            amp=self.amp,
+            progress=progress,
         )
         probs, classes = self._probs_and_classes(logits)
         return Prediction(probs=probs.numpy(), classes=classes, mask=self.mask_values[classes])
@@ -136,7 +151,7 @@ class Predictor:
             band = logits[:, top : top + ROWS_PER_BAND]  # a view: (K, rows, W)
             if self.num_classes == 1:
                 band.sigmoid_()
-                classes[top : top + ROWS_PER_BAND] = (band[0] > self.threshold).numpy()
+                classes[top : top + ROWS_PER_BAND] = foreground(band[0], self.threshold).numpy()
             else:
                 band.copy_(band.softmax(dim=0))
                 classes[top : top + ROWS_PER_BAND] = band.argmax(dim=0).numpy()

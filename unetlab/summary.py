@@ -1,4 +1,4 @@
-"""`summarize(model, input_shape)`: what each stage of a model outputs, holds and costs.
+"""`summarize(model, input_shape)`: what each stage of a model outputs, holds and costs, per image.
 
 For each stage (enc1 ... bottleneck ... dec1, head; or stem, layer1 ... for ResNet encoders):
 - output shape;
@@ -6,16 +6,26 @@ For each stage (enc1 ... bottleneck ... dec1, head; or stem, layer1 ... for ResN
 - FLOPs of its convolutions and linear layers, 2 per multiply-add, from the textbook formulas below (the tests
   check them against `torch.utils.flop_counter`); normalisation, activations and pooling are not counted;
 - activation memory: the bytes of the tensors autograd keeps for backward while training, each storage counted
-  once, which is the memory that batch size multiplies and gradient checkpointing saves.
+  once, which is the memory that batch size multiplies and gradient checkpointing saves (batch norm's per-batch
+  mean and inverse std, 2 x C floats per layer whatever the image size, are left out).
+
+The model is never run on real data: a copy on PyTorch's meta device (tensors with shapes but no memory) takes a
+batch of two images in training mode, and FLOPs and activation bytes are halved to per-image figures. Two, because
+batch norm in training needs more than one value per channel, which one image cannot give on 1 x 1 maps; the meta
+device, so that any input size, 100,000 px a side included, costs no memory. The model itself (weights, batch-norm
+statistics, mode) is left as it was.
 """
 
+import copy
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+from torch.multiprocessing.reductions import StorageWeakRef
 
-from unetlab.models.blocks import keep_running_stats
 from unetlab.models.unet import valid_input_sizes
+
+BATCH = 2  # images in the dry run; the figures reported are per image
 
 
 @dataclass
@@ -61,52 +71,41 @@ def layer_flops(module: nn.Module, inputs: tuple, output: torch.Tensor) -> int:
 
 
 def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str | None = None) -> Summary:
-    """Run one image of `input_shape = (C, H, W)` through `model` in training mode and account for every stage.
+    """Account for every stage of `model` on one image of `input_shape = (C, H, W)` in training mode.
 
-    The model's training/eval mode is restored afterwards; its BatchNorm statistics are left untouched.
+    A meta-device copy of the model runs a batch of `BATCH` images (see the module docstring); `model` is untouched.
     """
+    meta = copy.deepcopy(model).to("meta").train()
     stages = [
         Stage(stage_name, params=sum(p.numel() for p in module.parameters()))
-        for stage_name, module in model.named_stages()
+        for stage_name, module in meta.named_stages()
     ]
     current = [stages[0]]
-    seen_storages: set[int] = {p.untyped_storage().data_ptr() for p in model.parameters()}
-    hooks = []
-    for stage, (_, module) in zip(stages, model.named_stages()):
-        hooks.append(module.register_forward_pre_hook(lambda _m, _i, stage=stage: current.__setitem__(0, stage)))
-        hooks.append(
-            module.register_forward_hook(
-                lambda _m, _i, out, stage=stage: setattr(stage, "output_shape", tuple(out.shape[1:]))
-            )
-        )
-    for module in model.modules():
+    # Storages are told apart by identity (meta tensors have no data pointer); parameters are not activations.
+    seen: set[StorageWeakRef] = {StorageWeakRef(p.untyped_storage()) for p in meta.parameters()}
+    for stage, (_, module) in zip(stages, meta.named_stages()):
+        module.register_forward_pre_hook(lambda _m, _i, stage=stage: current.__setitem__(0, stage))
+        module.register_forward_hook(lambda _m, _i, out, stage=stage: setattr(stage, "output_shape", out.shape[1:]))
+    for module in meta.modules():
         if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
-            hooks.append(
-                module.register_forward_hook(
-                    lambda m, i, out: setattr(current[0], "flops", current[0].flops + layer_flops(m, i, out))
-                )
+            module.register_forward_hook(
+                lambda m, i, out: setattr(current[0], "flops", current[0].flops + layer_flops(m, i, out))
             )
 
     def pack(tensor: torch.Tensor) -> torch.Tensor:
         storage = tensor.untyped_storage()
-        if storage.data_ptr() not in seen_storages:
-            seen_storages.add(storage.data_ptr())
+        if StorageWeakRef(storage) not in seen:
+            seen.add(StorageWeakRef(storage))
             current[0].activation_bytes += storage.nbytes()
         return tensor
 
-    was_training = model.training
-    restore_running_stats = keep_running_stats(model)  # train-mode BatchNorm, statistics left as they were
-    device = next(model.parameters()).device
-    try:
-        model.train()
-        image = torch.randn(1, *input_shape, device=device)
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            output = model(image)
-    finally:
-        model.train(was_training)
-        restore_running_stats()
-        for hook in hooks:
-            hook.remove()
+    image = torch.empty(BATCH, *input_shape, device="meta")
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        output = meta(image)
+    for stage in stages:  # per image
+        stage.output_shape = tuple(stage.output_shape)
+        stage.flops //= BATCH
+        stage.activation_bytes //= BATCH
     summary = Summary(
         name or type(model).__name__,
         tuple(input_shape),
@@ -115,7 +114,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str | N
         sum(p.numel() for p in model.parameters()),
     )
     if model.padding == "valid":
-        step = 2**model.depth
+        step = model.reduction
         h = input_shape[1]
         near = valid_input_sizes(model.depth, h - 2 * step, h + 2 * step)
         pairs = ", ".join(f"{s} -> {model.output_size(s)}" for s in near)
@@ -141,7 +140,7 @@ def format_summary(summary: Summary) -> str:
         )
 
     rule = "-" * len(line(rows[0]))
-    head = f"{summary.model_name}: input {' x '.join(map(str, summary.input_shape))} (C x H x W), batch of 1"
+    head = f"{summary.model_name}: input {' x '.join(map(str, summary.input_shape))} (C x H x W); figures per image"
     body = [head, rule, line(rows[0]), rule, *map(line, rows[1:-1]), rule, line(rows[-1])]
     body.append("GFLOPs: convolutions, 2 per multiply-add. Activations: float32 tensors kept for backward in training.")
     return "\n".join(body + summary.notes)

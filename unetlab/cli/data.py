@@ -1,46 +1,80 @@
-"""`unetlab data check DIR`: pairs, sizes, channels, mask values and every problem of a dataset folder."""
+"""`unetlab data check DIR`: pairs, sizes, channels, mask values and every problem of a dataset folder.
 
+The flags name the dataset options as `unetlab train` does, so that a folder reported usable with them is one that
+`unetlab train --data DIR` with the same flags accepts.
+"""
+
+import argparse
+
+from unetlab.cli.common import ignore_value, mask_value
+from unetlab.data import DataConfig
 from unetlab.data.check import check_folder
-from unetlab.errors import UnetlabError
+
+
+class LeafParser(argparse.ArgumentParser):
+    """A sub-subcommand's parser that reports an unknown flag with its own usage line.
+
+    argparse hands the arguments a subparser does not know up to the top-level parser, whose error shows the usage
+    of `unetlab` itself; this one shows `unetlab data check ...`, the command that was mistyped.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
 
 
 def add_parser(subparsers) -> None:
     parser = subparsers.add_parser("data", help="inspect datasets", description="Inspect datasets on disk.")
-    commands = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    commands = parser.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND", parser_class=LeafParser)
     check = commands.add_parser(
         "check",
         help="pairs, sizes, channels, mask values and problems of a dataset folder",
         description="List the image/mask pairs of DIR, their sizes, channels and mask values, and every problem "
-        "(unpaired or unreadable files, size mismatches, unknown mask values, empty folders). Exit status 0 when "
-        "the dataset is usable, 2 otherwise.",
+        "(unpaired, unreadable or lossy files, size mismatches, unknown or missing class values, too few pairs to "
+        "split, empty folders). Exit status 0 when `unetlab train --data DIR` with the same options would accept "
+        "the dataset, 2 otherwise.",
     )
     check.add_argument("dir", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
-    check.add_argument("--images", default="images", metavar="NAME", help="image folder name (or path); default images")
-    check.add_argument("--masks", default="masks", metavar="NAME", help="mask folder name (or path); default masks")
+    check.add_argument(
+        "--image-dir", default="images", metavar="NAME", help="image folder name (or path); default images"
+    )
+    check.add_argument(
+        "--mask-dir", default="masks", metavar="NAME", help="mask folder, like --image-dir; default masks"
+    )
     check.add_argument(
         "--class-values",
         nargs="+",
+        type=mask_value,
         metavar="V",
-        help="the expected mask values, e.g. 0 255, or colours 0,0,0 255,0,0; other values are problems",
+        help="mask value of each class in order, e.g. 0 255, or colours 0,0,0 255,0,0; other values are problems",
     )
-    check.add_argument("--ignore-values", nargs="+", default=[], metavar="V", help="mask values meaning unlabelled")
-    check.set_defaults(func=run)
+    check.add_argument("--class-names", nargs="+", metavar="NAME", help="one name per class")
+    check.add_argument(
+        "--ignore-values",
+        nargs="+",
+        type=ignore_value,
+        default=[],
+        metavar="V",
+        help="unlabelled mask values, or class names such as void",
+    )
+    check.add_argument("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
+    check.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction, help="share held out (0.2)")
+    check.set_defaults(func=run, command_name="data check")
 
 
 def run(args) -> int:
-    class_values = [parse_value(v, "--class-values") for v in args.class_values] if args.class_values else None
-    ignore_values = [parse_value(v, "--ignore-values") for v in args.ignore_values]
-    report = check_folder(args.dir, args.images, args.masks, class_values, ignore_values)
+    cfg = DataConfig(
+        source=args.dir,
+        image_dir=args.image_dir,
+        mask_dir=args.mask_dir,
+        class_values=args.class_values,
+        class_names=args.class_names,
+        ignore_values=args.ignore_values,
+        val_list=args.val_list,
+        val_fraction=args.val_fraction,
+    )
+    report = check_folder(cfg)
     print(report.format())
     return 0 if report.usable else 2
-
-
-def parse_value(text: str, option: str) -> int | list[int]:
-    """ "255" -> 255; "255,0,0" -> [255, 0, 0]."""
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 3) or min(parts) < 0:
-        raise UnetlabError(f"{option} {text!r} is not a mask value; write an integer like 255 or a colour like 255,0,0")
-    return parts[0] if len(parts) == 1 else parts

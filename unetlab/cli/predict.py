@@ -11,10 +11,11 @@ from pathlib import Path
 from tqdm import tqdm
 
 from unetlab.data.io import read_image
-from unetlab.errors import UnetlabError
+from unetlab.errors import UnetlabError, plural
 from unetlab.inference import BLENDS
-from unetlab.outputs import collect_inputs, write_prediction
+from unetlab.outputs import collect_inputs, output_names, output_paths, refuse_overwriting_inputs, write_prediction
 from unetlab.prediction import Predictor
+from unetlab.runtime import AMP_DTYPES
 
 
 def add_parser(subparsers) -> None:
@@ -49,7 +50,12 @@ def add_parser(subparsers) -> None:
     # device
     device = parser.add_argument_group("device")
     device.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
-    device.add_argument("--no-amp", action="store_true", help="full float32 on the GPU (default: bf16/fp16 autocast)")
+    device.add_argument(
+        "--amp",
+        choices=["auto", *AMP_DTYPES],
+        default="auto",
+        help="mixed precision, as for train: auto (bf16, or fp16 on older GPUs; none on the CPU), none, bf16, fp16",
+    )
     parser.set_defaults(func=run)
 
 
@@ -58,10 +64,11 @@ def run(args) -> int:
     if out.exists() and not out.is_dir():
         raise UnetlabError(f"--out {out} is a file; pass a folder")
     paths = collect_inputs(args.inputs)
+    names = output_names(paths)
     predictor = Predictor(
         args.checkpoint,
         device=args.device,
-        amp=not args.no_amp,
+        amp=args.amp,
         threshold=args.threshold,
         tta=args.tta,
         tile=args.tile,
@@ -69,24 +76,31 @@ def run(args) -> int:
         blend=args.blend,
         batch_size=args.batch_size,
     )
+    mask_dtype = predictor.mask_values.dtype
+    outputs = [output_paths(out, name, mask_dtype, args.probs, args.overlay) for name in names]
+    refuse_overwriting_inputs(paths, [p for files in outputs for p in files], out)
     model = predictor.model
     parameters = sum(p.numel() for p in model.parameters())
+    amp = f", {str(predictor.amp).removeprefix('torch.')} autocast" if predictor.amp is not None else ""
     print(
         f"predict: {args.checkpoint} ({model.spec['name']}, {parameters:,} parameters) on {predictor.device}; "
         f"tile {predictor.tile} px, overlap {predictor.overlap} px, batch {args.batch_size}"
-        f"{', TTA' if args.tta else ''}; {len(paths)} image{'s' * (len(paths) != 1)} -> {out}"
+        f"{', TTA' if args.tta else ''}{amp}; {plural(len(paths), 'image')} -> {out}"
     )
     bars = sys.stderr.isatty()
     failed = []
-    for path in tqdm(paths, unit="image", disable=not bars):
+    for path, name in tqdm(list(zip(paths, names)), unit="image", disable=not bars):
         try:
             image = read_image(path)
             prediction = predictor(image, source=str(path), progress=bars)
-            write_prediction(out, path.stem, prediction, probs=args.probs, overlay_of=image if args.overlay else None)
+            overlay_of = image if args.overlay else None
+            write_prediction(out, name, prediction, args.probs, overlay_of, palette=predictor.data.palette)
         except UnetlabError as exc:
             failed.append(path)
             tqdm.write(f"unetlab predict: error: {exc}", file=sys.stderr)
-    print(f"wrote {len(paths) - len(failed)} of {len(paths)} masks to {out}")
+    print(f"wrote {len(paths) - len(failed)} of {plural(len(paths), 'mask')} to {out}")
     if failed:
-        raise UnetlabError(f"{len(failed)} of {len(paths)} images failed (see above); the others are in {out}")
+        raise UnetlabError(
+            f"{len(failed)} of {plural(len(paths), 'image')} failed (see above); the others are in {out}"
+        )
     return 0

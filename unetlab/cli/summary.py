@@ -1,7 +1,7 @@
 """`unetlab summary MODEL`: a per-stage table of a model's shapes, parameters, FLOPs and activation memory."""
 
 from unetlab.cli.common import add_model_options, model_kwargs, parse_shape
-from unetlab.errors import UnetlabError
+from unetlab.errors import UnetlabError, plural
 from unetlab.models import create_model, list_models
 from unetlab.summary import format_summary, summarize
 
@@ -28,7 +28,8 @@ def run(args) -> int:
             raise UnetlabError(f"--input {args.input!r} is not valid; give channels, height and width like 3,256,256")
         if kwargs.setdefault("in_channels", shape[0]) != shape[0]:
             raise UnetlabError(
-                f"--input has {shape[0]} channels but --in-channels is {kwargs['in_channels']}; make them agree"
+                f"--input has {plural(shape[0], 'channel')} but --in-channels is {kwargs['in_channels']}; make them "
+                "agree"
             )
     model = create_model(args.model, **kwargs)
     if shape is None:

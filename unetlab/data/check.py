@@ -1,18 +1,23 @@
 """`check_folder`: everything wrong with a dataset folder at once, for `unetlab data check DIR`.
 
 `build_datasets` stops at the first problems; this reads every pair and lists all of them: unpaired files, image
-and mask size mismatches, unreadable files, mask values outside the declared classes, empty folders. It also
-summarises what a usable dataset holds: pairs per split, image sizes, channels and dtypes, mask values with their
-pixel shares, and masks with no foreground (a note, not a problem).
+and mask size mismatches, unreadable files, lossy (JPEG) masks, empty folders, and what the split and the class
+table refuse (too few pairs to hold out validation, class values that are missing, repeated or unknown). The pairs
+are read, split and turned into a class table by the very steps `build_datasets` takes (`sources.scan_folder`,
+`split_pairs`, `class_table`), so a folder reported usable is one that training accepts. The report also summarises
+what the dataset holds: pairs per split, image sizes, channels and dtypes, mask values with their pixel shares, the
+class table, and masks with no foreground (a note, not a problem).
 """
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from unetlab.data.folders import MAX_CLASSES, Scan, canonical, common_channels, find_layout, pair_files, scan_pairs
+from unetlab.data.datasets import DataConfig, check_config
+from unetlab.data.folders import Scan, canonical, find_layout, pair_files
 from unetlab.data.io import is_image_file
-from unetlab.errors import UnetlabError
+from unetlab.data.sources import class_table, scan_folder, split_pairs
+from unetlab.errors import UnetlabError, plural
 
 
 @dataclass
@@ -35,73 +40,61 @@ class CheckReport:
         return "\n".join(lines)
 
 
-def check_folder(
-    root: str | Path,
-    image_dir: str = "images",
-    mask_dir: str = "masks",
-    class_values: list | None = None,
-    ignore_values: list = (),
-) -> CheckReport:
-    """Check the dataset folder `root` (layouts as in `unetlab.data.folders`).
-
-    Args:
-        class_values: the expected mask values (ints, or [r, g, b] lists); None = accept the values found.
-        ignore_values: mask values that mean "unlabelled".
+def check_folder(cfg: DataConfig) -> CheckReport:
+    """Check the folder dataset `cfg.source` as `build_datasets(cfg)` would read it (layouts as in
+    `unetlab.data.folders`; `class_values`, `class_names`, `ignore_values`, `val_list` and `val_fraction` as there).
     """
-    report = CheckReport(Path(root))
+    report = CheckReport(Path(cfg.source))
     try:
-        layout = find_layout(root, image_dir, mask_dir)
+        check_config(cfg)
+        layout = find_layout(cfg.source, cfg.image_dir, cfg.mask_dir)
+        pairs, scan, problems = scan_folder(replace(cfg, cache=False))
     except UnetlabError as exc:
         report.problems.append(str(exc))
         return report
-    pairs = []
+    report.problems += problems
     for split, (images, masks) in layout.items():
         where = "" if split == "all" else f"{split}: "
-        if split == "test" and not masks.is_dir():
-            count = sum(is_image_file(p) for p in images.iterdir())
-            report.lines.append(f"{where}{count} images without masks in {images} (not used for training)")
-            continue
-        found, problems = pair_files(images, masks)
-        report.problems += problems
-        report.lines.append(f"{where}{len(found)} pairs in {images} + {masks}")
-        pairs += found
-    scan = scan_pairs(pairs)
-    report.problems += scan.problems
+        if split in pairs:
+            report.lines.append(f"{where}{plural(len(pairs[split]), 'pair')} in {images} + {masks}")
+        elif masks.is_dir():
+            found = plural(len(pair_files(images, masks)[0]), "pair")
+            report.lines.append(f"{where}{found} in {images} + {masks} (not used for training; not checked)")
+        else:
+            found = plural(sum(is_image_file(p) for p in images.iterdir()), "image")
+            report.lines.append(f"{where}{found} without masks in {images} (not used for training)")
+    if any(pairs.values()):  # with no pairs at all, the folders' problems say it already
+        try:
+            train, val = split_pairs(cfg, pairs)
+            report.lines.append(f"training / validation: {len(train)} / {plural(len(val), 'pair')}")
+        except UnetlabError as exc:
+            report.problems.append(str(exc))
     if scan.records:
-        _describe(report, scan, class_values, ignore_values)
+        _describe(report, scan, cfg)
     return report
 
 
-def _describe(report: CheckReport, scan: Scan, class_values, ignore_values) -> None:
+def _describe(report: CheckReport, scan: Scan, cfg: DataConfig) -> None:
     records = scan.records
     sizes = Counter(f"{h} x {w}" for h, w in (r.size for r in records))
     report.lines.append(f"image sizes: {_counts(sizes, len(records))}")
     report.lines.append(f"channels: {_counts(Counter(r.channels for r in records), len(records))}")
     report.lines.append(f"dtypes: {_counts(Counter(r.dtype for r in records), len(records))}")
-    try:
-        common_channels({r.channels for r in records})
-    except UnetlabError as exc:
-        report.problems.append(str(exc))
-    colour = scan.colour or any(isinstance(v, (list, tuple)) for v in [*(class_values or []), *ignore_values])
+    info, problems = class_table(cfg, scan)
+    report.problems += problems
+    colour = info.is_colour_mask if info else scan.colour
     values = scan.values(colour)
     total = sum(values.values())
     shares = ", ".join(f"{v} {100 * n / total:.1f}%" for v, n in sorted(values.items()))
     report.lines.append(f"mask values (pixel share): {shares}")
-    ignore = {canonical(v, colour) for v in ignore_values}
-    if class_values is not None:
-        classes = [canonical(v, colour) for v in class_values]
-        for mask, unknown in scan.unknown(set(classes) | ignore, colour):
-            report.problems.append(
-                f"{mask} has values {', '.join(map(str, unknown))} outside the classes "
-                f"{', '.join(map(str, classes))}; relabel it, or declare them as class or ignore values"
-            )
-    else:
-        classes = sorted(set(values) - ignore)
-    if len(classes) > MAX_CLASSES:
-        report.problems.append(f"the masks hold {len(classes)} distinct values; are they label masks?")
-    elif len(classes) < 2:
-        report.problems.append(f"the masks hold only {classes}; a segmentation needs two classes or more")
+    if info is None:
         return
+    classes = [canonical(v, colour) for v in info.class_values]
+    names = info.class_names or [""] * len(classes)
+    table = ", ".join(f"{k}{' ' + name if name else ''} = {v}" for k, (v, name) in enumerate(zip(classes, names)))
+    ignore = {canonical(v, colour) for v in info.ignore_values}
+    unlabelled = f"; unlabelled: {', '.join(map(str, sorted(ignore)))}" if ignore else ""
+    report.lines.append(f"classes (index = mask value): {table}{unlabelled}")
     background = {classes[0]} | ignore
     empty = [r.mask.name for r in records if not {canonical(v, colour) for v in r.values} - background]
     listed = ", ".join(empty[:10]) + (f" and {len(empty) - 10} more" if len(empty) > 10 else "")

@@ -24,7 +24,7 @@ import torch
 from unetlab.data import synthetic
 from unetlab.data.info import DataInfo
 from unetlab.data.sources import FolderSource, SyntheticSource, folder_sources
-from unetlab.errors import UnetlabError
+from unetlab.errors import UnetlabError, plural
 from unetlab.weight_map import border_weight_map
 
 
@@ -68,7 +68,7 @@ def build_datasets(cfg: DataConfig) -> tuple["PatchDataset", "ImageDataset", Dat
         UnetlabError: naming the option or file at fault (missing folder, unpaired or unreadable files, unknown mask
             values, inconsistent class names, ...).
     """
-    _check_config(cfg)
+    check_config(cfg)
     if cfg.source.startswith("synthetic-"):
         kind = cfg.source.removeprefix("synthetic-")
         if kind not in synthetic.KINDS:
@@ -197,12 +197,14 @@ def _per_channel(values: list[float], channels: int, option: str) -> list[float]
         return values * channels
     if len(values) != channels:
         raise UnetlabError(
-            f"{option} has {len(values)} values but the images have {channels} channels; give 1 or {channels}"
+            f"{option} has {plural(len(values), 'value')} but the images have {plural(channels, 'channel')}; give "
+            + ("1 value" if channels == 1 else f"1 value (for all) or {channels}")
         )
     return values
 
 
-def _check_config(cfg: DataConfig) -> None:
+def check_config(cfg: DataConfig) -> None:
+    """Raise a `UnetlabError` naming the first option of `cfg` out of its range (before any file is read)."""
     rules = [
         (cfg.patch_size >= 1, "patch_size must be >= 1 (pixels)"),
         (cfg.patches_per_image >= 1, "patches_per_image must be >= 1"),
@@ -221,7 +223,7 @@ def _check_config(cfg: DataConfig) -> None:
     for ok, message in rules:
         if not ok:
             raise UnetlabError(f"data option {message}")
-    if not cfg.source.startswith("synthetic-") and not Path(cfg.source).is_dir():
+    if not cfg.source.startswith("synthetic-") and not Path(cfg.source).exists():
         raise UnetlabError(
             f"source {cfg.source!r} not found; give a dataset folder, synthetic-cells or synthetic-shapes"
         )

@@ -10,7 +10,11 @@ A mask pairs with the image of the same file stem; the stem may carry a `_mask` 
 
 Mask values: a single-channel mask holds one value per pixel (0/255, 0/1, class indices, palette indices). An
 RGB(A) mask whose three colour channels are equal counts as single-channel; otherwise its (r, g, b) colours are the
-values, and then every mask of the dataset is read as colours (grey value v = colour (v, v, v)).
+values, and then every mask of the dataset is read as colours (grey value v = colour (v, v, v)). JPEG masks are
+refused: lossy compression invents values along every edge.
+
+Channels: files lose their alpha when read (`unetlab.data.io`), so a dataset's channel counts are colour channels;
+grey and RGB images mix as RGB (`common_channels`).
 """
 
 from collections import Counter
@@ -19,8 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, read_image, read_mask
-from unetlab.errors import UnetlabError
+from unetlab.data.info import pack_values, unpack_value
+from unetlab.data.io import IMAGE_SUFFIXES, LOSSY_SUFFIXES, is_image_file, read_image, read_mask, read_palette
+from unetlab.errors import UnetlabError, plural
 
 SPLITS = {"train": ("train", "training"), "val": ("val", "valid", "validation"), "test": ("test",)}
 MASK_SUFFIX = "_mask"
@@ -38,6 +43,8 @@ def find_layout(root: str | Path, image_dir: str = "images", mask_dir: str = "ma
         UnetlabError: `root` is missing or has neither layout.
     """
     root = Path(root)
+    if root.is_file():
+        raise UnetlabError(f"{root} is a file; pass the dataset folder, which holds {image_dir}/ and {mask_dir}/")
     if not root.is_dir():
         raise UnetlabError(f"dataset folder {root} not found; pass a folder holding {image_dir}/ and {mask_dir}/")
     if (root / image_dir).is_dir():
@@ -101,6 +108,7 @@ class Record:
     channels: int
     dtype: str
     values: Counter  # mask value (int, or (r, g, b)) -> pixel count
+    palette: list[int] | None = None  # the mask's PNG palette, when it is a palette PNG
     arrays: tuple[np.ndarray, np.ndarray] | None = None  # (image, mask) as read, when kept
 
 
@@ -127,6 +135,12 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
     """Read every pair once: sizes, channels, mask values; unreadable files and size mismatches become problems."""
     scan = Scan()
     for image_path, mask_path in pairs:
+        if mask_path.suffix.lower() in LOSSY_SUFFIXES:
+            scan.problems.append(
+                f"{mask_path} is a JPEG: lossy compression changes mask values along every edge; save the masks as "
+                "PNG or TIFF"
+            )
+            continue
         try:
             image, mask = read_image(image_path), read_mask(mask_path)
         except UnetlabError as exc:
@@ -139,8 +153,8 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
             )
             continue
         mask = _drop_alpha_and_grey(mask)
-        keys, counts = np.unique(pack_mask(mask), return_counts=True)
-        values = Counter({unpack(int(k), mask.ndim == 3): int(n) for k, n in zip(keys, counts)})
+        keys, counts = np.unique(pack_values(mask, colour=mask.ndim == 3), return_counts=True)
+        values = Counter({unpack_value(int(k), mask.ndim == 3): int(n) for k, n in zip(keys, counts)})
         if len(values) > MAX_CLASSES:
             scan.problems.append(
                 f"{mask_path} has {len(values)} distinct values; a mask holds class labels (is it an image, "
@@ -150,7 +164,9 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
         scan.colour |= mask.ndim == 3
         arrays = (image, mask) if keep_arrays else None
         channels = image.shape[2] if image.ndim == 3 else 1
-        scan.records.append(Record(image_path, mask_path, image.shape[:2], channels, str(image.dtype), values, arrays))
+        palette = read_palette(mask_path)
+        record = Record(image_path, mask_path, image.shape[:2], channels, str(image.dtype), values, palette, arrays)
+        scan.records.append(record)
     return scan
 
 
@@ -171,18 +187,6 @@ def prepare_mask(mask: np.ndarray, colour: bool) -> np.ndarray:
     return mask[..., 0] if mask.ndim == 3 and not colour else mask
 
 
-def pack_mask(mask: np.ndarray) -> np.ndarray:
-    """(H, W) values, or (H, W, 3) colours packed into one int64 each."""
-    if mask.ndim == 2:
-        return mask.astype(np.int64)
-    rgb = mask.astype(np.int64)
-    return (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-
-
-def unpack(key: int, colour: bool):
-    return (key >> 16, (key >> 8) & 255, key & 255) if colour else key
-
-
 def canonical(value, colour: bool):
     """One spelling per mask value: an int, or for colour datasets an (r, g, b) tuple (grey v -> (v, v, v))."""
     if isinstance(value, (list, tuple)):
@@ -191,12 +195,14 @@ def canonical(value, colour: bool):
 
 
 def common_channels(channels: set[int]) -> int:
-    """The model's input channels for images with these channel counts: grey and RGB(A) mix as RGB."""
+    """The model's input channels for images with these channel counts (alpha already dropped): one count is kept,
+    grey and RGB mix as RGB, and any other mix is refused."""
     if len(channels) == 1:
         return next(iter(channels))
-    if channels <= {1, 3, 4}:
+    if channels == {1, 3}:
         return 3
+    counts = sorted(channels)
     raise UnetlabError(
-        f"the images have {', '.join(map(str, sorted(channels)))} channels; unetlab converts only between grey, RGB "
-        "and RGBA, so convert the images to one channel count"
+        f"the images have {', '.join(map(str, counts[:-1]))} and {plural(counts[-1], 'channel')}; unetlab mixes only "
+        "grey and RGB images, so convert the images to one channel count"
     )

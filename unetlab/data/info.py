@@ -2,13 +2,18 @@
 
 It travels inside every checkpoint (as plain types, so `torch.load(..., weights_only=True)` reads it):
 - `in_channels`: channels the model takes; images with another channel count are converted where that is
-  unambiguous (grey <-> RGB, RGBA -> RGB) and refused otherwise.
+  unambiguous (grey <-> RGB; alpha dropped) and refused otherwise (`match_channels`).
 - `class_values`: the original mask value of each class index 0 .. K-1, an int (grey-level or palette index) or an
   [r, g, b] list (colour masks); `class_names` name them.
 - `ignore_values`: original mask values that mean "not labelled" (e.g. 255, or a void colour); they become
   `IGNORE_INDEX` in class-index masks, which losses and metrics skip.
-- `mean`, `std`: per-channel normalisation on the [0, 1] scale (8-bit images are divided by 255, 16-bit by 65535,
-  float images are taken as they are).
+- `palette`: the PNG palette all the masks share, when they are palette PNGs, so that predictions are written as
+  palette PNGs that look like the masks; None otherwise.
+- `mean`, `std`: per-channel normalisation on the [0, 1] scale of `unit_range`: 8-bit images are divided by 255,
+  16-bit ones (and other integer images whose values fit in 0 .. 65535) by 65535; float images are taken as they
+  are.
+
+Colour mask values are compared as one int64 each, r << 16 | g << 8 | b (`pack_values`, `unpack_value`).
 """
 
 from dataclasses import asdict, dataclass, field
@@ -25,6 +30,49 @@ def _value_key(value) -> tuple[int, ...]:
     return tuple(int(v) for v in np.atleast_1d(value))
 
 
+def pack_values(values, colour: bool) -> np.ndarray:
+    """Mask values as one int64 each: ints as they are, (..., 3) colours as r << 16 | g << 8 | b (shape (...))."""
+    values = np.asarray(values, dtype=np.int64)
+    if not colour:
+        return values
+    return (values[..., 0] << 16) | (values[..., 1] << 8) | values[..., 2]
+
+
+def unpack_value(key: int, colour: bool) -> int | tuple[int, int, int]:
+    """One key of `pack_values` back to its mask value: an int, or an (r, g, b) tuple."""
+    return (key >> 16, (key >> 8) & 255, key & 255) if colour else key
+
+
+def unit_range(image: np.ndarray, source: str = "image") -> np.ndarray:
+    """An image of any dtype as float32 on the [0, 1] scale the normalisation works on (same shape).
+
+    uint8 is divided by 255 and uint16 by 65535; other integer images are read as 16-bit (divided by 65535) when
+    every value is in 0 .. 65535 (a 16-bit PNG handed over as int32, a 12-bit camera's int16 TIFF) and refused
+    otherwise; bool images give 0 / 1; float images are taken as they are, and refused with NaN or inf pixels.
+
+    Raises:
+        UnetlabError: naming `source`, for an integer image out of the 16-bit range, non-finite pixels, or a dtype
+            that is not a number.
+    """
+    dtype = image.dtype
+    if dtype == np.uint8 or dtype == np.uint16 or dtype == np.bool_:
+        return image.astype(np.float32) / {np.uint8: 255.0, np.uint16: 65535.0}.get(dtype.type, 1.0)
+    if np.issubdtype(dtype, np.integer):
+        low, high = int(image.min(initial=0)), int(image.max(initial=0))
+        if low < 0 or high > 65535:
+            raise UnetlabError(
+                f"{source} is an image of {dtype} with values from {low} to {high}; unetlab scales integer images as "
+                "8-bit (/ 255) or 16-bit (/ 65535), so convert it to uint16, or to float32 scaled as you wish"
+            )
+        return image.astype(np.float32) / 65535.0
+    if not np.issubdtype(dtype, np.floating):
+        raise UnetlabError(f"{source} has pixels of type {dtype}; give integer or float images")
+    x = image.astype(np.float32)
+    if not np.isfinite(x).all():
+        raise UnetlabError(f"{source} has NaN or infinite pixels; replace them with numbers, or leave the image out")
+    return x
+
+
 @dataclass
 class DataInfo:
     in_channels: int
@@ -33,6 +81,12 @@ class DataInfo:
     ignore_values: list = field(default_factory=list)
     mean: list[float] | None = None  # per channel; None = 0
     std: list[float] | None = None  # per channel; None = 1
+    palette: list[int] | None = None  # the masks' PNG palette, [r0, g0, b0, r1, ...], to write predictions alike
+
+    def to_dict(self) -> dict:
+        """Plain lists, ints, floats and strings only; no palette key without a palette (as before palettes)."""
+        d = asdict(self)
+        return d if self.palette is not None else {k: v for k, v in d.items() if k != "palette"}
 
     @property
     def num_classes(self) -> int:
@@ -42,22 +96,18 @@ class DataInfo:
     def is_colour_mask(self) -> bool:
         return bool(self.class_values) and isinstance(self.class_values[0], (list, tuple))
 
-    def to_dict(self) -> dict:
-        """Plain lists, ints, floats and strings only."""
-        return asdict(self)
-
     @classmethod
     def from_dict(cls, d: dict) -> "DataInfo":
         return cls(**d)
 
     def image_to_tensor(self, image: np.ndarray, source: str = "image") -> torch.Tensor:
-        """(H, W) or (H, W, C) array of any dtype -> normalised float32 tensor (in_channels, H, W).
+        """(H, W) or (H, W, C) array -> normalised float32 tensor (in_channels, H, W), scaled by `unit_range`.
 
         Raises:
-            UnetlabError: naming `source` when the channels cannot be converted to `in_channels`.
+            UnetlabError: naming `source` when the channels cannot be converted to `in_channels`, or the pixels
+                cannot be scaled (see `unit_range`).
         """
-        scale = {np.uint8: 255.0, np.uint16: 65535.0}.get(image.dtype.type, 1.0)
-        x = np.asarray(image, dtype=np.float32) / scale
+        x = unit_range(np.asarray(image), source)
         x = x[..., None] if x.ndim == 2 else x  # (H, W, C)
         x = match_channels(x, self.in_channels, source)
         tensor = torch.from_numpy(np.ascontiguousarray(x.transpose(2, 0, 1)))  # (C, H, W)
@@ -75,16 +125,12 @@ class DataInfo:
         if self.is_colour_mask:
             if mask.ndim != 3 or mask.shape[2] < 3:
                 raise UnetlabError(f"{source}: expected a colour (RGB) mask, got shape {mask.shape}")
-            mask = mask[..., :3].astype(np.int64)
-            flat = (mask[..., 0] << 16) | (mask[..., 1] << 8) | mask[..., 2]  # one int per colour
-            keys = [(r << 16) | (g << 8) | b for r, g, b in map(_value_key, self.class_values)]
-            ignore = [(r << 16) | (g << 8) | b for r, g, b in map(_value_key, self.ignore_values)]
+            flat = pack_values(mask[..., :3], colour=True)  # (H, W), one int per colour
         else:
             if mask.ndim == 3:
                 raise UnetlabError(f"{source}: expected a single-channel mask, got shape {mask.shape}")
-            flat = mask.astype(np.int64)
-            keys = [int(v) for v in self.class_values]
-            ignore = [int(v) for v in self.ignore_values]
+            flat = pack_values(mask, colour=False)
+        keys, ignore = self._keys(self.class_values), self._keys(self.ignore_values)
         lookup_values = np.array(keys + ignore, dtype=np.int64)
         lookup_classes = np.array(list(range(len(keys))) + [IGNORE_INDEX] * len(ignore), dtype=np.int64)
         order = np.argsort(lookup_values)
@@ -108,24 +154,32 @@ class DataInfo:
         mask = mask[..., 0]
         return mask.astype(np.uint8 if mask.max(initial=0) <= 255 else np.uint16 if mask.max() <= 65535 else np.int64)
 
+    def _keys(self, values: list) -> list[int]:
+        width = 3 if self.is_colour_mask else 1
+        rows = np.array([_value_key(v) for v in values], dtype=np.int64).reshape(len(values), width)  # (n, 1 or 3)
+        return pack_values(rows if self.is_colour_mask else rows[:, 0], self.is_colour_mask).tolist()
+
     def _show(self, key: int) -> str:
-        return f"({key >> 16}, {(key >> 8) & 255}, {key & 255})" if self.is_colour_mask else str(key)
+        return str(unpack_value(key, self.is_colour_mask))
 
 
 def match_channels(image: np.ndarray, channels: int, source: str = "image") -> np.ndarray:
     """Convert an (H, W, C) image to `channels` channels where that is unambiguous.
 
-    grey -> C: repeat; RGB/RGBA -> grey: luminance (ITU-R 601); RGBA -> RGB: drop alpha. Anything else raises.
+    For a grey or RGB model (1 or 3 channels), a 2- or 4-channel image is grey or RGB plus alpha: the alpha is
+    dropped (files lose it already when read, `unetlab.data.io`). Then grey -> C: repeat; RGB -> grey: luminance
+    (ITU-R 601). Anything else raises.
     """
     have = image.shape[2]
     if have == channels:
         return image
-    if have == 1:
-        return np.repeat(image, channels, axis=2)
-    if have in (3, 4) and channels == 1:
-        return image[..., :3] @ np.array([[0.299], [0.587], [0.114]], dtype=image.dtype)
-    if have == 4 and channels == 3:
-        return image[..., :3]
+    colour = image[..., :-1] if have in (2, 4) and channels in (1, 3) else image  # (H, W, 1 or 3) without alpha
+    if colour.shape[2] == channels:
+        return colour
+    if colour.shape[2] == 1:
+        return np.repeat(colour, channels, axis=2)
+    if colour.shape[2] == 3 and channels == 1:
+        return colour @ np.array([[0.299], [0.587], [0.114]], dtype=colour.dtype)
     raise UnetlabError(
         f"{source} has {have} channels but the model takes {channels}; convert the image, or train a model "
         f"with in_channels={have}"

@@ -1,8 +1,13 @@
 """Reading and writing images and masks: PNG, JPEG, BMP through Pillow; TIFF through tifffile.
 
 Arrays are (H, W) for single-channel images and (H, W, C) otherwise, in the dtype the file stores (uint8,
-uint16, float32, ...). Palette PNGs read as colours with `read_image` and as palette indices with `read_mask`,
-since a palette mask's indices are its class values.
+uint16, float32, ...), with three exceptions that keep the pixel values what the file means:
+- alpha is dropped: RGBA -> RGB, grey + alpha -> grey (Pillow's RGBA/LA modes, and TIFF extra samples marked as
+  alpha), so that a transparent PNG reads like its opaque twin and the model never sees a transparency channel;
+- a 16-bit grey PNG that Pillow hands over as 32-bit integers (mode "I") is read back as uint16;
+- bilevel (1-bit) images read as 0 / 255 uint8, like any 8-bit black-and-white image; as masks they stay 0 / 1.
+Palette PNGs read as colours with `read_image` and as palette indices with `read_mask`, since a palette mask's
+indices are its class values.
 """
 
 from contextlib import contextmanager
@@ -15,6 +20,8 @@ from unetlab.errors import UnetlabError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
+LOSSY_SUFFIXES = (".jpg", ".jpeg")  # lossy compression changes pixel values: never for masks
+ALPHA_SAMPLES = (1, 2)  # TIFF ExtraSamples values meaning associated and unassociated alpha
 
 
 def is_image_file(path: Path) -> bool:
@@ -24,15 +31,29 @@ def is_image_file(path: Path) -> bool:
 
 def read_image(path: str | Path) -> np.ndarray:
     """The image at `path` as (H, W) or (H, W, C). Raises a `UnetlabError` naming the file when it is unreadable."""
-    return _read(Path(path), keep_palette=False)
+    return _read(Path(path), mask=False)
 
 
 def read_mask(path: str | Path) -> np.ndarray:
-    """The mask at `path`: like `read_image`, but palette PNGs give their palette indices."""
-    return _read(Path(path), keep_palette=True)
+    """The mask at `path`: like `read_image`, but palette PNGs give their palette indices and bilevel ones 0 / 1."""
+    return _read(Path(path), mask=True)
 
 
-def _read(path: Path, keep_palette: bool) -> np.ndarray:
+def read_palette(path: str | Path) -> list[int] | None:
+    """The palette of a palette PNG, [r0, g0, b0, r1, ...] (no pixels are decoded), or None for any other file."""
+    path = Path(path)
+    if path.suffix.lower() in TIFF_SUFFIXES:
+        return None
+    try:
+        with Image.open(path) as image:
+            return image.getpalette() if image.mode == "P" else None
+    except (OSError, ValueError, UnidentifiedImageError, SyntaxError):
+        return None  # `read_mask` reports unreadable files
+
+
+def _read(path: Path, mask: bool) -> np.ndarray:
+    if path.is_dir():
+        raise UnetlabError(f"{path} is a folder; pass an image file")
     if not path.is_file():
         raise UnetlabError(f"{path} not found; check the path")
     try:
@@ -40,7 +61,7 @@ def _read(path: Path, keep_palette: bool) -> np.ndarray:
             array = _read_tiff(path)
         else:
             with _no_pixel_limit(), Image.open(path) as image:
-                array = _pillow_to_array(image, keep_palette)
+                array = _pillow_to_array(image, mask)
     except UnetlabError:
         raise
     except (OSError, ValueError, UnidentifiedImageError, SyntaxError) as exc:  # what corrupt files raise
@@ -67,36 +88,44 @@ def _no_pixel_limit():
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
-    array = np.squeeze(tifffile.imread(path))
+    with tifffile.TiffFile(path) as tiff:
+        array = np.squeeze(tiff.asarray())
+        page = tiff.pages[0]
+        alpha = sum(sample in ALPHA_SAMPLES for sample in page.extrasamples)  # alpha samples come last
     if array.ndim == 3 and array.shape[0] <= 4 < array.shape[2]:
         array = np.moveaxis(array, 0, -1)  # planar (C, H, W) -> (H, W, C)
     if array.ndim > 3 or (array.ndim == 3 and array.shape[2] > 16):
         raise UnetlabError(
             f"{path} holds a stack of shape {array.shape}; unetlab segments 2-D images, so save one slice per file"
         )
+    if alpha and array.ndim == 3 and array.shape[2] == page.samplesperpixel > alpha:
+        array = array[..., : array.shape[2] - alpha]  # (H, W, C - alpha)
     return array
 
 
-def _pillow_to_array(image: Image.Image, keep_palette: bool) -> np.ndarray:
+def _pillow_to_array(image: Image.Image, mask: bool) -> np.ndarray:
     image.load()
     if image.mode == "P":
-        return (
-            np.asarray(image)
-            if keep_palette
-            else np.asarray(image.convert("RGBA" if "transparency" in image.info else "RGB"))
-        )
+        return np.asarray(image) if mask else np.asarray(image.convert("RGB"))  # indices, or colours without alpha
     if image.mode == "1":
-        return np.asarray(image, dtype=np.uint8)  # bilevel: 0 / 1
+        bilevel = np.asarray(image, dtype=np.uint8)  # 0 / 1
+        return bilevel if mask else bilevel * np.uint8(255)
     if image.mode.startswith("I;16"):
         return np.asarray(image).astype(np.uint16)
-    if image.mode in ("I", "F", "L", "LA", "RGB", "RGBA"):
+    if image.mode == "I":  # 32-bit integers: how some Pillow versions hand over a 16-bit grey PNG
+        array = np.asarray(image)
+        return array.astype(np.uint16) if 0 <= array.min(initial=0) and array.max(initial=0) <= 65535 else array
+    if image.mode in ("LA", "RGBA"):
+        return np.asarray(image)[..., :-1]  # alpha dropped: (H, W, 1) grey or (H, W, 3) RGB
+    if image.mode in ("F", "L", "RGB"):
         return np.asarray(image)
-    return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, ...
+    return np.asarray(image.convert("RGB"))  # CMYK, YCbCr, PA, premultiplied alpha, ...
 
 
-def write_image(path: str | Path, array: np.ndarray) -> None:
+def write_image(path: str | Path, array: np.ndarray, palette: list[int] | None = None) -> None:
     """Write (H, W) or (H, W, 3|4) `array`: PNG/BMP/JPEG for 8-bit (and 16-bit grey PNG), TIFF for anything else.
 
+    With a `palette` ([r0, g0, b0, r1, ...]), an 8-bit (H, W) array is written as a palette PNG of those indices.
     Raises a `UnetlabError` when the format cannot hold the array (e.g. 16-bit colour as PNG): use .tif.
     """
     path = Path(path)
@@ -107,6 +136,22 @@ def write_image(path: str | Path, array: np.ndarray) -> None:
         tifffile.imwrite(path, array, photometric="rgb" if array.ndim == 3 and array.shape[2] in (3, 4) else None)
         return
     if array.dtype == np.uint8 or (array.dtype == np.uint16 and array.ndim == 2 and path.suffix.lower() == ".png"):
-        Image.fromarray(array).save(path)
+        image = Image.fromarray(array)
+        if palette is not None and array.dtype == np.uint8 and array.ndim == 2:
+            image.putpalette(palette)  # mode L -> P: the values become palette indices
+        image.save(path)
         return
     raise UnetlabError(f"{path}: a {array.dtype} array of shape {array.shape} does not fit this format; write a .tif")
+
+
+def write_planes(path: str | Path, planes: np.ndarray) -> None:
+    """Write (K, H, W) `planes` as a TIFF of K separate channels (planar, min-is-black, no alpha), which viewers show
+    as K grey channels and never as colours or transparency; `tifffile.imread` gives them back as (K, H, W)."""
+    import tifffile
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if len(planes) == 1:
+        tifffile.imwrite(path, planes[0], photometric="minisblack")  # (H, W): one plane
+    else:
+        tifffile.imwrite(path, planes, photometric="minisblack", planarconfig="separate")

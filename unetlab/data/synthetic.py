@@ -1,5 +1,6 @@
 """Built-in synthetic datasets: deterministic images and masks drawn from a seed, so that tests, the main job and
-smoke runs need no files. Pure NumPy (the NumPy twin imports this module), no torch.
+smoke runs need no files. Pure NumPy (the NumPy twin imports this module), no torch. Bad options raise a
+`UnetlabError`.
 
 - "cells" (binary, 1 channel): blob-shaped cells that touch their neighbours, separated by thin (2 px) gaps, on a
   textured background, with uneven illumination, blur and noise. Class 1 = cell, 0 = background and the gaps
@@ -15,6 +16,8 @@ gives the same arrays, on any machine.
 """
 
 import numpy as np
+
+from unetlab.errors import UnetlabError  # no torch in errors.py: this module stays NumPy-only
 
 KINDS = ("cells", "shapes")
 CHANNELS = {"cells": 1, "shapes": 3}  # image channels C of each kind
@@ -35,12 +38,11 @@ def generate(kind: str, index: int, *, seed: int = 0, size: int = 128) -> tuple[
         image float32 (C, size, size) in [0, 1], C = `CHANNELS[kind]`; mask int64 (size, size) of class indices
         0 .. len(CLASS_NAMES[kind]) - 1.
     """
+    rng = _rng(kind, index, seed, size)
     if kind == "cells":
-        image, instances = _cells(_rng(kind, index, seed, size), size)
+        image, instances = _cells(rng, size)
         return image, (instances > 0).astype(np.int64)
-    if kind == "shapes":
-        return _shapes(_rng(kind, index, seed, size), size)
-    raise ValueError(f"unknown synthetic kind {kind!r}; use one of {', '.join(KINDS)}")
+    return _shapes(rng, size)
 
 
 def generate_cell_instances(index: int, *, seed: int = 0, size: int = 128) -> tuple[np.ndarray, np.ndarray]:
@@ -55,9 +57,11 @@ def generate_cell_instances(index: int, *, seed: int = 0, size: int = 128) -> tu
 
 def _rng(kind: str, index: int, seed: int, size: int) -> np.random.Generator:
     if kind not in KINDS:
-        raise ValueError(f"unknown synthetic kind {kind!r}; use one of {', '.join(KINDS)}")
+        raise UnetlabError(f"unknown synthetic kind {kind!r}; use one of {', '.join(KINDS)}")
     if min(index, seed) < 0 or size < 32:
-        raise ValueError(f"synthetic data needs index >= 0, seed >= 0 and size >= 32, got {index}, {seed}, {size}")
+        raise UnetlabError(
+            f"synthetic data needs index >= 0, seed >= 0 and size >= 32 px; got index={index}, seed={seed}, size={size}"
+        )
     return np.random.default_rng([seed, index, size, KINDS.index(kind)])
 
 

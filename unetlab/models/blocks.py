@@ -165,6 +165,11 @@ class SegmentationModel(nn.Module):
         """The smallest input side >= `min_size` that the model accepts."""
         return min_size
 
+    @property
+    def reduction(self) -> int:
+        """The input side over the deepest feature map's (2**depth for a U-Net): the smallest window with context."""
+        return 1
+
     def named_stages(self) -> list[tuple[str, nn.Module]]:
         """The stages in execution order, e.g. enc1 ... bottleneck ... dec1, head."""
         raise NotImplementedError

@@ -157,16 +157,27 @@ def load_torchvision_weights(encoder: ResNetEncoder, path: str | Path) -> None:
     adapted when `in_channels != 3`; half-precision files are converted to float32.
 
     Raises:
-        UnetlabError: when the file is missing, unreadable, or not a state dict of the same architecture.
+        UnetlabError: when the file is missing, a folder, not a PyTorch file, unreadable, or not a state dict of the
+            same architecture.
     """
     path = Path(path)
     hint = f"pass the path of torchvision's {encoder.arch} state-dict file (.pth), e.g. its ImageNet weights"
+    if path.is_dir():
+        raise UnetlabError(f"encoder weights {path} is a folder; {hint}")
     if not path.is_file():
         raise UnetlabError(f"encoder weights file {path} not found; {hint}")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    # torch.save writes a zip archive (PK 03 04); torch before 1.6 wrote a pickle (protocol opcode 0x80)
+    if not (head == b"PK\x03\x04" or head[:1] == b"\x80"):
+        raise UnetlabError(
+            f"encoder weights file {path} is not a PyTorch file (torch.save writes a zip archive); {hint}"
+        )
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # torch raises several types for a corrupt or foreign file
-        raise UnetlabError(f"encoder weights file {path} could not be read ({exc}); {hint}") from None
+        reason = str(exc).strip().splitlines()[0].split(". ")[0] if str(exc).strip() else type(exc).__name__
+        raise UnetlabError(f"encoder weights file {path} could not be read by torch.load ({reason}); {hint}") from None
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -12,10 +12,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unetlab.errors import UnetlabError
 from unetlab.models.blocks import SegmentationModel, Up
 from unetlab.models.resnet import ARCHS, ResNetEncoder, load_torchvision_weights
-from unetlab.options import UPSAMPLINGS, check_choice, check_positive_ints, parse_norm
+from unetlab.options import UPSAMPLINGS, check_choice, check_depth, check_positive_ints, parse_norm
 
 
 class ResNetUNet(SegmentationModel):
@@ -55,8 +54,7 @@ class ResNetUNet(SegmentationModel):
         check_choice("upsample", upsample, UPSAMPLINGS)
         norm = parse_norm(norm)
         check_positive_ints(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels)
-        if not isinstance(depth, int) or not 1 <= depth <= 5:
-            raise UnetlabError(f"depth={depth!r} is not valid for a ResNet encoder; choose 1 to 5")
+        check_depth(depth, most=len(ARCHS[encoder][1]) + 1)  # the stem and one level per ResNet layer
         self.in_channels, self.num_classes = in_channels, num_classes
         self.base_channels, self.depth = base_channels, depth
         self.norm, self.upsample, self.freeze_encoder = norm, upsample, freeze_encoder
@@ -75,6 +73,10 @@ class ResNetUNet(SegmentationModel):
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         if freeze_encoder:
             self.encoder.requires_grad_(False)
+
+    @property
+    def reduction(self) -> int:
+        return self.encoder.reductions[-1]  # the encoder's stride at its deepest map
 
     def train(self, mode: bool = True):
         super().train(mode)

@@ -15,9 +15,7 @@ from torch import nn
 
 from unetlab.errors import UnetlabError
 from unetlab.models.blocks import DoubleConv, Down, SegmentationModel, Up
-from unetlab.options import PADDINGS, UPSAMPLINGS, check_choice, check_positive_ints, parse_norm
-
-MAX_DEPTH = 8
+from unetlab.options import check_unet_options
 
 
 def valid_output_size(size: int, depth: int) -> int | None:
@@ -53,7 +51,7 @@ class UNet(SegmentationModel):
         num_classes: output channels K: 1 gives one logit per pixel for a sigmoid, K >= 2 gives logits for a
             softmax over K classes.
         base_channels: channels of the first stage; stage i has `base_channels * 2**i`.
-        depth: number of 2x2 poolings (the paper: 4), 1 to 8.
+        depth: number of 2x2 poolings (the paper: 4), 1 to `options.MAX_DEPTH` (8).
         padding: "same" (output size = input size, any size) or "valid" (the paper: unpadded convs, output
             smaller than the input; only some sizes fit, see `valid_input_size`).
         norm: "batch", "group", "instance" or None, after every 3x3 conv.
@@ -83,14 +81,7 @@ class UNet(SegmentationModel):
         checkpointing: bool = False,
     ):
         super().__init__()
-        check_choice("padding", padding, PADDINGS)
-        check_choice("upsample", upsample, UPSAMPLINGS)
-        norm = parse_norm(norm)
-        check_positive_ints(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels)
-        if not isinstance(depth, int) or not 1 <= depth <= MAX_DEPTH:
-            raise UnetlabError(f"depth={depth!r} is not valid; choose an integer from 1 to {MAX_DEPTH}")
-        if not 0.0 <= dropout < 1.0:
-            raise UnetlabError(f"dropout={dropout!r} is not valid; it is a probability in [0, 1)")
+        norm = check_unet_options(in_channels, num_classes, base_channels, depth, padding, norm, upsample, dropout)
         self.in_channels, self.num_classes = in_channels, num_classes
         self.base_channels, self.depth = base_channels, depth
         self.padding, self.norm, self.upsample, self.dropout_p = padding, norm, upsample, dropout
@@ -144,6 +135,10 @@ class UNet(SegmentationModel):
         while valid_output_size(size, self.depth) is None:
             size += 1
         return size
+
+    @property
+    def reduction(self) -> int:
+        return 2**self.depth
 
     def named_stages(self) -> list[tuple[str, nn.Module]]:
         stages = [(f"enc{i + 1}", m) for i, m in enumerate(self.encoders)]

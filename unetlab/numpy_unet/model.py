@@ -36,23 +36,9 @@ from unetlab.numpy_unet.layers import (
     upconv2x2_backward,
     upconv2x2_forward,
 )
+from unetlab.numpy_unet.sizes import output_side
 from unetlab.numpy_unet.weights import check_state, init_state, is_buffer, state_dict_to_numpy, state_shapes
-from unetlab.options import PADDINGS, UPSAMPLINGS, check_choice, check_positive_ints, parse_norm
-
-
-def valid_output_side(side: int, depth: int) -> int | None:
-    """Output side of the valid-padding U-Net for an input side, or None when the side does not fit.
-
-    In closed form, unlike the step-by-step walk of `unetlab.models.unet.valid_output_size` (the tests check that
-    the two agree): going down, side = 2**depth (b + 8) - 4 where b is the bottleneck's side after its two convs;
-    going up, each stage doubles and trims 4 px, so the output is 2**depth (b - 4) + 4. No map may vanish on the
-    way up, which needs b >= 3 at depth 1 and b >= 4 deeper.
-    """
-    scale = 2**depth
-    if (side + 4) % scale:
-        return None  # some pooled map would have an odd side
-    b = (side + 4) // scale - 8
-    return scale * (b - 4) + 4 if b >= (3 if depth == 1 else 4) else None
+from unetlab.options import TWIN_NORMS, TWIN_UPSAMPLINGS, check_unet_options
 
 
 class NumpyUNet:
@@ -62,7 +48,7 @@ class NumpyUNet:
         in_channels: channels C of the input image (N, C, H, W).
         num_classes: output channels K (1 = a sigmoid logit, >= 2 = softmax logits).
         base_channels: channels of the first stage; stage i has `base_channels * 2**i`.
-        depth: number of 2x2 poolings.
+        depth: number of 2x2 poolings, 1 to `options.MAX_DEPTH` (8), as the PyTorch `UNet`.
         padding: "same" (output size = input size, any size; ceil-mode pooling) or "valid" (the paper).
         norm: None (convs with bias) or "batch" (batch norm after every 3x3 conv, convs without bias).
         upsample: "transpose" only (the paper's 2x2 up-convolution).
@@ -91,18 +77,14 @@ class NumpyUNet:
         seed: int = 0,
         dtype=np.float32,
     ):
-        check_choice("padding", padding, PADDINGS)
-        check_choice("upsample", upsample, UPSAMPLINGS)
-        norm = parse_norm(norm)
-        check_positive_ints(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth)
-        for option, value, implemented in (("norm", norm, (None, "batch")), ("upsample", upsample, ("transpose",))):
+        # The PyTorch UNet's rules (depth 1 to 8, ...), so that `unetlab.twin.to_torch` can build every twin.
+        norm = check_unet_options(in_channels, num_classes, base_channels, depth, padding, norm, upsample, dropout)
+        for option, value, implemented in (("norm", norm, TWIN_NORMS), ("upsample", upsample, TWIN_UPSAMPLINGS)):
             if value not in implemented:
                 raise UnetlabError(
                     f"{option}={value!r} is not supported by the NumPy twin; it implements "
                     f"{' and '.join('none' if c is None else repr(c) for c in implemented)} (unet-classic and unet)"
                 )
-        if not 0.0 <= dropout < 1.0:
-            raise UnetlabError(f"dropout={dropout!r} is not valid; it is a probability in [0, 1)")
         self.in_channels, self.num_classes = in_channels, num_classes
         self.base_channels, self.depth = base_channels, depth
         self.padding, self.norm, self.upsample, self.dropout_p = padding, norm, upsample, dropout
@@ -159,18 +141,7 @@ class NumpyUNet:
 
     def output_size(self, side: int) -> int:
         """Output side for an input side; raises `UnetlabError` for a side a valid-padding twin cannot take."""
-        if self.padding == "same":
-            return side
-        out = valid_output_side(side, self.depth)
-        if out is None:
-            scale, k_min = 2**self.depth, 11 if self.depth == 1 else 12
-            k = (side + 4) // scale  # valid sides are scale * k - 4 for k >= k_min
-            nearest = [scale * j - 4 for j in (k, k + 1) if j >= k_min] or [scale * k_min - 4]
-            raise UnetlabError(
-                f"input side {side} px does not fit the valid-padding U-Net of depth {self.depth} (every pooled "
-                f"map must be even and no map may vanish); use {' or '.join(map(str, nearest))} px"
-            )
-        return out
+        return output_side(side, self.depth, self.padding)
 
     # -----------------------------------------------------------------------------------------------------------------
     # Forward

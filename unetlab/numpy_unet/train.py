@@ -33,6 +33,29 @@ class TwinTrainConfig:
     eval_every: int = 100  # steps between validation runs; 0 = only after the last step
     seed: int = 0  # seeds the batch order
 
+    def check(self) -> None:
+        """Raise a `UnetlabError` naming the first setting out of its range."""
+        rules = [
+            ("steps", self.steps, isinstance(self.steps, int) and self.steps >= 1, "an integer >= 1"),
+            (
+                "batch_size",
+                self.batch_size,
+                isinstance(self.batch_size, int) and self.batch_size >= 1,
+                "an integer >= 1",
+            ),
+            ("lr", self.lr, np.isfinite(self.lr) and self.lr > 0, "a number > 0"),
+            ("dice_weight", self.dice_weight, np.isfinite(self.dice_weight) and self.dice_weight >= 0, "a number >= 0"),
+            (
+                "eval_every",
+                self.eval_every,
+                isinstance(self.eval_every, int) and self.eval_every >= 0,
+                "an integer >= 0",
+            ),
+        ]
+        for name, value, ok, rule in rules:
+            if not ok:
+                raise UnetlabError(f"{name}={value!r} is not valid; it must be {rule}")
+
 
 def crop_to(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Centre-crop masks (N, H, W) to `size`, the output of a valid-padding net (the identity for same padding)."""
@@ -46,7 +69,8 @@ def predict(twin: NumpyUNet, images: np.ndarray, batch_size: int) -> np.ndarray:
     twin.eval()
     for start in range(0, len(images), batch_size):
         logits = twin.forward(images[start : start + batch_size])  # (n, K, H', W')
-        preds.append((logits[:, 0] > 0) if logits.shape[1] == 1 else logits.argmax(axis=1))
+        # One logit: foreground where sigmoid >= 0.5, i.e. logit >= 0 (the rule of `unetlab.metrics.foreground`).
+        preds.append((logits[:, 0] >= 0) if logits.shape[1] == 1 else logits.argmax(axis=1))
     twin.train(mode)
     return np.concatenate(preds).astype(np.int64)
 
@@ -74,13 +98,21 @@ def train_twin(twin: NumpyUNet, cfg: TwinTrainConfig, train_data, val_data, prog
     """Train `twin` in place with Adam on (images (N, C, H, W), masks (N, H, W)) pairs; validate on `val_data`.
 
     Raises:
-        UnetlabError: for a batch size larger than the training set, or images a valid-padding twin cannot take.
+        UnetlabError: for a setting out of its range (`TwinTrainConfig.check`), a batch size larger than the training
+            set, mask labels the model has no output for, or images a valid-padding twin cannot take.
 
     Returns:
         {"losses": loss per step, "val_dice": [(step, dice), ...], "seconds": wall time of the loop}.
     """
+    cfg.check()
     images, masks = train_data
     val_images, val_masks = val_data
+    labels = max(twin.num_classes, 2)  # one logit stands for two classes
+    if max(masks.max(initial=0), val_masks.max(initial=0)) >= labels:
+        raise UnetlabError(
+            f"the masks hold class {max(masks.max(), val_masks.max())} but the twin has num_classes={twin.num_classes}"
+            f"; give num_classes above the largest class (1 or 2 for two classes)"
+        )
     if not 1 <= cfg.batch_size <= len(images):
         raise UnetlabError(
             f"batch size {cfg.batch_size} is not valid for {len(images)} training images; use 1 to {len(images)}"
