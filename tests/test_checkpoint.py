@@ -87,3 +87,13 @@ def test_checkpoint_files_are_readable_like_other_new_files(tmp_path):
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "a.pt").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_checkpoint_of_format_version_1_still_loads(tmp_path):
+    save_checkpoint(tmp_path / "a.pt", create_model("unet", base_channels=4, depth=2),
+                    data=DataInfo(in_channels=1, class_values=[0, 255]))  # fmt: skip
+    payload = torch.load(tmp_path / "a.pt", weights_only=True)
+    payload["format_version"] = 1
+    payload["data"].pop("palette", None)  # version 1 had no palette
+    torch.save(payload, tmp_path / "v1.pt")
+    assert load_checkpoint(tmp_path / "v1.pt").data.class_values == [0, 255]

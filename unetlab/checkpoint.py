@@ -27,9 +27,10 @@ from unetlab import __version__
 from unetlab.data.info import DataInfo
 from unetlab.errors import UnetlabError
 from unetlab.models import create_model
+from unetlab.models.blocks import state_dict_mismatch
 
 FORMAT = "unetlab-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: DataInfo may carry a palette (version 1 files read as before)
 # kwargs that name files on the machine that trained the model; the weights are in the checkpoint already
 MACHINE_KWARGS = ("encoder_weights",)
 
@@ -57,15 +58,6 @@ class Checkpoint:
             )
         model.load_state_dict(self.state_dict)
         return model.to(device).eval()
-
-
-def state_dict_mismatch(own: dict, theirs: dict) -> str:
-    """What keeps `theirs` from loading into a model whose state dict is `own`: "" when it loads strictly."""
-    missing = sorted(set(own) - set(theirs))
-    unexpected = sorted(set(theirs) - set(own))
-    wrong = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
-    found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
-    return "; ".join(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})" for label, keys in found if keys)
 
 
 def save_checkpoint(

@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader
 
 from unetlab.data.info import IGNORE_INDEX
 from unetlab.inference import predict_tiled
-from unetlab.metrics import METRICS, MetricAccumulator
+from unetlab.metrics import METRICS, MetricAccumulator, foreground
 
 THRESHOLD_BINS = 200
 
@@ -44,12 +44,12 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
                         generator=generator)  # fmt: skip
     for item in loader:
         mask = item["mask"].to(runtime.device, non_blocking=True)  # (1, H, W)
-        logits = predict_tiled(model, item["image"][0], device=runtime.device, amp=runtime.amp_dtype is not None)
+        logits = predict_tiled(model, item["image"][0], device=runtime.device, amp=runtime.amp_dtype)
         logits = logits[None].to(runtime.device)  # (1, K, H, W)
         loss_sum += loss_fn(logits, mask)
         if binary:
             prob = torch.sigmoid(logits[:, 0])  # (1, H, W)
-            pred = (prob >= 0.5).long()
+            pred = foreground(prob, 0.5).long()
             bins = (prob * THRESHOLD_BINS).long().clamp_(max=THRESHOLD_BINS - 1) + THRESHOLD_BINS * mask.clamp(0, 1)
             bins = torch.where(mask == IGNORE_INDEX, 2 * THRESHOLD_BINS, bins)  # (1, H, W); no host sync
             histogram.scatter_add_(0, bins.flatten(), torch.ones_like(bins.flatten()))

@@ -189,8 +189,6 @@ def predict_tiled(
     Raises:
         UnetlabError: for an invalid tile, overlap, blend or batch size.
     """
-    # TODO: drop `amp is False` once evaluate.py passes runtime.amp_dtype; until then it passes False on the CPU.
-    amp = None if amp is False else amp
     if amp is not None and not isinstance(amp, torch.dtype):
         raise TypeError(f"amp={amp!r}: give an autocast dtype such as torch.bfloat16, or None for full precision")
     tile, overlap = resolve_tiling(model, tile, overlap, blend, batch_size)

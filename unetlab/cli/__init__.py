@@ -10,6 +10,7 @@ import importlib
 import sys
 
 from unetlab import __version__
+from unetlab.cli.common import LeafParser
 from unetlab.errors import UnetlabError
 
 COMMANDS = ("train", "predict", "export", "data", "summary", "twin")  # modules of unetlab.cli, as --help lists them
@@ -20,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="unetlab", description="U-Nets for image segmentation, built from scratch and built twice."
     )
     parser.add_argument("--version", action="version", version=f"unetlab {__version__}")
-    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=LeafParser)
     for name in COMMANDS:
         importlib.import_module(f"unetlab.cli.{name}").add_parser(subparsers)
     return parser

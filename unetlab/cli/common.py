@@ -7,6 +7,20 @@ from unetlab.errors import UnetlabError
 from unetlab.options import NORMS, PADDINGS, UPSAMPLINGS
 
 
+class LeafParser(argparse.ArgumentParser):
+    """A sub-subcommand's parser that reports an unknown flag with its own usage line.
+
+    argparse hands the arguments a subparser does not know up to the top-level parser, whose error shows the usage
+    of `unetlab` itself; this one shows the usage of the (sub)command that was mistyped, e.g. `unetlab data check`.
+    """
+
+    def parse_known_args(self, args=None, namespace=None):
+        namespace, extras = super().parse_known_args(args, namespace)
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return namespace, extras
+
+
 def add_model_options(parser: argparse.ArgumentParser, default=None, title: str | None = None) -> None:
     """The model knobs of `create_model`, as flags; a flag left out keeps the registered model's default.
 

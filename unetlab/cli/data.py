@@ -4,25 +4,9 @@ The flags name the dataset options as `unetlab train` does, so that a folder rep
 `unetlab train --data DIR` with the same flags accepts.
 """
 
-import argparse
-
-from unetlab.cli.common import ignore_value, mask_value
+from unetlab.cli.common import LeafParser, ignore_value, mask_value
 from unetlab.data import DataConfig
 from unetlab.data.check import check_folder
-
-
-class LeafParser(argparse.ArgumentParser):
-    """A sub-subcommand's parser that reports an unknown flag with its own usage line.
-
-    argparse hands the arguments a subparser does not know up to the top-level parser, whose error shows the usage
-    of `unetlab` itself; this one shows `unetlab data check ...`, the command that was mistyped.
-    """
-
-    def parse_known_args(self, args=None, namespace=None):
-        namespace, extras = super().parse_known_args(args, namespace)
-        if extras:
-            self.error(f"unrecognized arguments: {' '.join(extras)}")
-        return namespace, extras
 
 
 def add_parser(subparsers) -> None:

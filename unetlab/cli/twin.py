@@ -14,8 +14,7 @@ import math
 import numpy as np
 import torch
 
-from unetlab.cli.common import model_kwargs, parse_shape
-from unetlab.cli.data import LeafParser
+from unetlab.cli.common import LeafParser, model_kwargs, parse_shape
 from unetlab.data.synthetic import CLASS_NAMES, generate
 from unetlab.errors import UnetlabError
 from unetlab.models import create_model, model_options

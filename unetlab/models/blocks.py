@@ -191,3 +191,12 @@ class SegmentationModel(nn.Module):
                 restore()
 
         return checkpoint(forward, *inputs, use_reentrant=False)
+
+
+def state_dict_mismatch(own: dict, theirs: dict) -> str:
+    """What keeps `theirs` from loading into a model whose state dict is `own`: "" when it loads strictly."""
+    missing = sorted(set(own) - set(theirs))
+    unexpected = sorted(set(theirs) - set(own))
+    wrong = sorted(k for k in set(own) & set(theirs) if own[k].shape != theirs[k].shape)
+    found = (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong))
+    return "; ".join(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})" for label, keys in found if keys)

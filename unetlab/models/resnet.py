@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from unetlab.errors import UnetlabError
+from unetlab.models.blocks import state_dict_mismatch
 
 ARCHS = {  # name: (block type, blocks per layer)
     "resnet18": ("basic", (2, 2, 2, 2)),
@@ -190,14 +191,7 @@ def load_torchvision_weights(encoder: ResNetEncoder, path: str | Path) -> None:
     }
     if "conv1.weight" in state:
         state["conv1.weight"] = adapt_first_conv(state["conv1.weight"], encoder.conv1.in_channels)
-    own = encoder.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
-    wrong = sorted(k for k in set(own) & set(state) if own[k].shape != state[k].shape)
-    if missing or unexpected or wrong:
-        problems = []
-        for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong)):
-            if keys:
-                problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
-        raise UnetlabError(f"encoder weights file {path} does not fit {encoder.arch}: {'; '.join(problems)}; {hint}")
+    mismatch = state_dict_mismatch(encoder.state_dict(), state)
+    if mismatch:
+        raise UnetlabError(f"encoder weights file {path} does not fit {encoder.arch}: {mismatch}; {hint}")
     encoder.load_state_dict(state, strict=True)
