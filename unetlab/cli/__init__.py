@@ -13,7 +13,15 @@ from unetlab import __version__
 from unetlab.cli.common import LeafParser
 from unetlab.errors import UnetlabError
 
-COMMANDS = ("train", "predict", "export", "data", "summary", "twin")  # modules of unetlab.cli, as --help lists them
+COMMANDS = (
+    "train",
+    "predict",
+    "eval",
+    "export",
+    "data",
+    "summary",
+    "twin",
+)  # modules of unetlab.cli, as --help lists them
 
 
 def build_parser() -> argparse.ArgumentParser:

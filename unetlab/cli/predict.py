@@ -28,8 +28,19 @@ def add_parser(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `unetlab train`")
     parser.add_argument("inputs", nargs="+", metavar="INPUTS", help="image files, folders of images, glob patterns")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (created if needed)")
-    # tiling
-    tiling = parser.add_argument_group("tiling (default: 572 px without overlap for unet-classic, else 512 px)")
+    add_predictor_options(parser)
+    # outputs
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument("--probs", action="store_true", help="also write float32 probabilities to OUT/probs/")
+    outputs.add_argument("--overlay", action="store_true", help="also write the mask over the image to OUT/overlays/")
+    parser.set_defaults(func=run)
+
+
+def add_predictor_options(parser) -> None:
+    """The options of `Predictor` (tiling, TTA, threshold, device, AMP), shared by `predict` and `eval`."""
+    tiling = parser.add_argument_group(
+        "prediction (tiles by default: 572 px without overlap for unet-classic, else 512 px)"
+    )
     tiling.add_argument("--tile", type=int, metavar="PX", help="side of the windows the network sees, px")
     tiling.add_argument(
         "--overlap",
@@ -40,14 +51,9 @@ def add_parser(subparsers) -> None:
     tiling.add_argument("--blend", choices=BLENDS, default="gaussian", help="window weight of padded models")
     tiling.add_argument("--batch-size", type=int, default=4, metavar="N", help="windows per forward pass (memory)")
     tiling.add_argument("--tta", action="store_true", help="average 8 flips/rotations (8x slower)")
-    # outputs
-    outputs = parser.add_argument_group("outputs")
-    outputs.add_argument(
+    tiling.add_argument(
         "--threshold", type=float, metavar="P", help="binary models: foreground probability cut (default: checkpoint's)"
     )
-    outputs.add_argument("--probs", action="store_true", help="also write float32 probabilities to OUT/probs/")
-    outputs.add_argument("--overlay", action="store_true", help="also write the mask over the image to OUT/overlays/")
-    # device
     device = parser.add_argument_group("device")
     device.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:N")
     device.add_argument(
@@ -56,16 +62,11 @@ def add_parser(subparsers) -> None:
         default="auto",
         help="mixed precision, as for train: auto (bf16, or fp16 on older GPUs; none on the CPU), none, bf16, fp16",
     )
-    parser.set_defaults(func=run)
 
 
-def run(args) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UnetlabError(f"--out {out} is a file; pass a folder")
-    paths = collect_inputs(args.inputs)
-    names = output_names(paths)
-    predictor = Predictor(
+def make_predictor(args) -> Predictor:
+    """The `Predictor` of `args.checkpoint` with the options of `add_predictor_options`."""
+    return Predictor(
         args.checkpoint,
         device=args.device,
         amp=args.amp,
@@ -76,6 +77,15 @@ def run(args) -> int:
         blend=args.blend,
         batch_size=args.batch_size,
     )
+
+
+def run(args) -> int:
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UnetlabError(f"--out {out} is a file; pass a folder")
+    paths = collect_inputs(args.inputs)
+    names = output_names(paths)
+    predictor = make_predictor(args)
     mask_dtype = predictor.mask_values.dtype
     outputs = [output_paths(out, name, mask_dtype, args.probs, args.overlay) for name in names]
     refuse_overwriting_inputs(paths, [p for files in outputs for p in files], out)

@@ -1,0 +1,45 @@
+"""`unetlab eval CHECKPOINT DIR`: score a trained model on a labelled folder, per image and over the set."""
+
+import sys
+from pathlib import Path
+
+from unetlab.cli.predict import add_predictor_options, make_predictor
+from unetlab.data.folders import find_layout, pair_files
+from unetlab.errors import UnetlabError, plural
+from unetlab.report import evaluate_pairs
+
+
+def add_parser(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="score a checkpoint on a labelled folder (per-image CSV, summary JSON)",
+        description="Predict every image of a labelled dataset folder as `unetlab predict` does and score it "
+        "against its mask: Dice, IoU, precision, recall and accuracy per class, over the set and per image.",
+    )
+    parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `unetlab train`")
+    parser.add_argument("data", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
+    parser.add_argument("--split", help="split of a split layout to score (default: test, else val, else all)")
+    parser.add_argument("--image-dir", default="images", metavar="NAME", help="image folder name (default: images)")
+    parser.add_argument("--mask-dir", default="masks", metavar="NAME", help="mask folder name (default: masks)")
+    parser.add_argument("--out", metavar="DIR", help="write DIR/report.csv (per image) and DIR/report.json")
+    add_predictor_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    layout = find_layout(args.data, args.image_dir, args.mask_dir)
+    split = args.split or next(s for s in ("test", "val", "all", "train") if s in layout)
+    if split not in layout:
+        raise UnetlabError(f"--split {split}: {args.data} has {', '.join(layout)}; choose one of them")
+    pairs, problems = pair_files(*layout[split])
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise UnetlabError(f"{shown}; fix these (`unetlab data check {args.data}` lists them) and run again")
+    predictor = make_predictor(args)
+    print(f"eval: {args.checkpoint} on {plural(len(pairs), 'image')} of {layout[split][0]}")
+    report = evaluate_pairs(predictor, pairs, progress=sys.stderr.isatty())
+    print(report.format())
+    if args.out:
+        written = report.write(Path(args.out))
+        print(f"wrote {', '.join(map(str, written))}")
+    return 0

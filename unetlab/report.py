@@ -1,0 +1,96 @@
+"""Evaluation reports: a trained model scored on a labelled folder, image by image and over the whole set.
+
+`evaluate_pairs(predictor, pairs)` predicts each image exactly as `unetlab predict` does (overlap-tile, the
+checkpoint's normalisation and threshold) and compares the classes with its mask, mapped to classes by the
+checkpoint's `DataInfo`. Scores follow `unetlab.metrics` (and the keys of `unetlab train`'s validation):
+- per image: Dice, IoU, precision, recall and accuracy, the headline (mean over the foreground classes) and each
+  class's, NaN where a class is in neither the mask nor the prediction of that image;
+- over the set: the same from the counts summed over all images, and `imagewise/<metric>`, the mean over images
+  of the per-image headline.
+"""
+
+import csv
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from unetlab.data.folders import prepare_mask
+from unetlab.data.io import read_image, read_mask
+from unetlab.errors import UnetlabError
+from unetlab.metrics import METRICS, MetricAccumulator
+from unetlab.prediction import Predictor
+
+
+@dataclass
+class Report:
+    """Scores per image (`rows`, in the order of the pairs) and over the set (`summary`)."""
+
+    class_names: list[str]
+    rows: list[dict]  # {"image": file name, "dice": ..., "dice/<class>": ..., ...}
+    summary: dict  # {"images": n, "dice": ..., "dice/<class>": ..., "imagewise/dice": ..., ...}
+
+    def write(self, out: Path) -> list[Path]:
+        """`out/report.csv` (one row per image) and `out/report.json` (the summary); returns their paths."""
+        out.mkdir(parents=True, exist_ok=True)
+        with open(out / "report.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(self.rows[0]))
+            writer.writeheader()
+            writer.writerows({k: "" if _nan(v) else v for k, v in row.items()} for row in self.rows)
+        summary = {k: None if _nan(v) else v for k, v in self.summary.items()}  # strict JSON: NaN -> null
+        (out / "report.json").write_text(json.dumps(summary, indent=2, allow_nan=False) + "\n")
+        return [out / "report.csv", out / "report.json"]
+
+    def format(self) -> str:
+        """The set's scores as a table: one row per class, then the headline and the image-wise means."""
+        lines = [f"{'':<16}" + "".join(f"{m:>11}" for m in METRICS)]
+        for name in self.class_names:
+            lines.append(f"{name:<16}" + "".join(_cell(self.summary.get(f"{m}/{name}")) for m in METRICS))
+        lines.append(f"{'foreground mean':<16}" + "".join(_cell(self.summary.get(m)) for m in METRICS))
+        lines.append(f"{'image-wise mean':<16}" + "".join(_cell(self.summary.get(f"imagewise/{m}")) for m in METRICS))
+        return "\n".join(lines)
+
+
+def evaluate_pairs(predictor: Predictor, pairs: list[tuple[Path, Path]], progress: bool = False) -> Report:
+    """Score `predictor` on (image, mask) file pairs.
+
+    Raises:
+        UnetlabError: naming the file, for an unreadable image or mask, a mask of another size than its image, or
+            mask values that are not among the checkpoint's classes.
+    """
+    if not pairs:
+        raise UnetlabError("no image/mask pairs to evaluate")
+    info, k = predictor.data, max(predictor.num_classes, 2)  # a binary model is scored as two classes
+    names = info.class_names or [str(c) for c in range(k)]
+    total, rows = MetricAccumulator(k, names), []
+    for image_path, mask_path in tqdm(pairs, unit="image", disable=not progress):
+        image = read_image(image_path)
+        truth = info.mask_to_classes(prepare_mask(read_mask(mask_path), info.is_colour_mask), str(mask_path))
+        if truth.shape != image.shape[:2]:
+            raise UnetlabError(
+                f"{mask_path} is {truth.shape[1]} x {truth.shape[0]} px but its image {image_path} "
+                f"is {image.shape[1]} x {image.shape[0]}; give each image a mask of its size"
+            )
+        pred = torch.from_numpy(predictor(image, source=str(image_path)).classes.astype(np.int64))[None]  # (1, H, W)
+        truth = torch.from_numpy(truth)[None]  # (1, H, W)
+        one = MetricAccumulator(k, names)
+        one.update(pred, truth)
+        total.update(pred, truth)
+        rows.append({"image": image_path.name, **one.compute()})
+    summary = {"images": len(rows), **total.compute()}
+    for metric in METRICS:
+        values = [r[metric] for r in rows if not _nan(r[metric])]
+        summary[f"imagewise/{metric}"] = sum(values) / len(values) if values else math.nan
+    return Report(names, rows, summary)
+
+
+def _nan(value) -> bool:
+    return isinstance(value, float) and math.isnan(value)
+
+
+def _cell(value) -> str:
+    return f"{'-':>11}" if value is None or _nan(value) else f"{value:>11.4f}"
