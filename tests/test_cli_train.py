@@ -90,3 +90,15 @@ def test_cli_train_exit_status_tells_an_interrupted_run(monkeypatch, tmp_path):
 def test_cli_train_weight_map_needs_a_cross_entropy_term(capsys):
     assert main(["train", "--weight-map", "--loss", "dice", *TINY]) == 2
     assert "--weight-map weights the cross-entropy term, and --loss dice has none" in capsys.readouterr().err
+
+
+def test_help_states_each_default_once_and_truly():
+    from unetlab.cli import build_parser
+    from unetlab.config import TrainConfig
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    helps = {action.dest: action.help for action in train._actions if action.help}
+    assert all(text.count("default") <= 1 for dest, text in helps.items() if dest != "augment"), helps
+    defaults = TrainConfig().to_dict()
+    assert helps["patch_size"].endswith(f"(default: {defaults['data']['patch_size']})")
+    assert helps["epochs"].endswith(f"(default: {defaults['epochs']})")

@@ -65,7 +65,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--resume", metavar="RUN", help="run folder or checkpoint to continue (its own settings)")
     parser.add_argument("--out", metavar="DIR", help="run folder (default: runs/<timestamp>)")
     # model
-    parser.add_argument("--model", choices=list_models(), help="registered model (default: unet)")
+    parser.add_argument("--model", choices=list_models(), help="registered model")
     add_model_options(
         parser,
         default=argparse.SUPPRESS,
@@ -75,10 +75,10 @@ def add_parser(subparsers) -> None:
     # data
     group = parser.add_argument_group("data (default: the built-in synthetic cells)")
     group.add_argument("--data", metavar="DIR", help="dataset folder, or synthetic-cells / synthetic-shapes")
-    group.add_argument("--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>); default images")
-    group.add_argument("--mask-dir", metavar="NAME", help="mask folder, like --image-dir; default masks")
+    group.add_argument("--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>)")
+    group.add_argument("--mask-dir", metavar="NAME", help="mask folder, like --image-dir")
     group.add_argument("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
-    group.add_argument("--val-fraction", type=float, help="seeded share of the pairs held out (default 0.2)")
+    group.add_argument("--val-fraction", type=float, help="seeded share of the pairs held out")
     group.add_argument(
         "--class-values",
         nargs="+",
@@ -96,7 +96,7 @@ def add_parser(subparsers) -> None:
     )
     group.add_argument("--mean", nargs="+", type=float, metavar="M", help="fixed per-channel mean on [0, 1]")
     group.add_argument("--std", nargs="+", type=float, metavar="S", help="fixed per-channel std on [0, 1]")
-    group.add_argument("--patch-size", type=int, help="training patch side in px (default 128)")
+    group.add_argument("--patch-size", type=int, help="training patch side in px")
     group.add_argument("--patches-per-image", type=int, help="patches per image per epoch")
     group.add_argument("--foreground-fraction", type=float, help="share of patches centred on foreground")
     group.add_argument("--weight-map", action="store_true", help="the paper's border weight map on the CE term")
