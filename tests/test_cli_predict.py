@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unetlab import UnetlabError, create_model
+from unetlab import create_model
 from unetlab.checkpoint import save_checkpoint
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
@@ -86,9 +86,16 @@ def test_overlay_tints_classes_above_zero_only():
 
 def test_glob_and_duplicate_inputs(tmp_path, images):
     assert [p.name for p in collect_inputs([str(images / "*.png"), images / "a.png"])] == ["a.png", "c.png"]
+
+
+def test_same_file_names_in_two_folders_keep_their_folders_under_out(tmp_path, images):
     write_image(tmp_path / "other" / "a.png", np.zeros((4, 4), dtype=np.uint8))
-    with pytest.raises(UnetlabError, match="would both be written as a_png; predict each folder in its own run"):
-        output_names(collect_inputs([images, tmp_path / "other"]))
+    inputs = [images / "a.png", images / "c.png", tmp_path / "other" / "a.png"]
+    assert output_names(inputs) == ["images/a", "images/c", "other/a"]
+    out = tmp_path / "out"
+    assert run(checkpoint(tmp_path, [0, 255]), str(tmp_path / "**" / "a.png"), "--out", out, "--probs") == 0
+    assert read_mask(out / "other" / "a.png").shape == (4, 4) and read_mask(out / "images" / "a.png").shape == (37, 51)
+    assert (out / "probs" / "other" / "a.tif").is_file()
 
 
 def test_inputs_sharing_a_stem_get_distinct_outputs(tmp_path, images):
@@ -178,3 +185,10 @@ def test_masks_come_back_as_palette_pngs_when_the_training_masks_were(tmp_path, 
     np.testing.assert_array_equal(
         read_mask(tmp_path / "out" / "a.png"), Predictor(tmp_path / "p.pt")(images / "a.png").mask
     )
+
+
+@pytest.mark.parametrize("out", ["a.png", "a.png/sub"])
+def test_out_that_is_or_lies_under_a_file_is_refused_before_predicting(tmp_path, images, capsys, out):
+    assert run(checkpoint(tmp_path, [0, 255]), images, "--out", images / out) == 2
+    err = capsys.readouterr().err
+    assert f"--out {images / out} " in err and "pass a folder" in err and "Traceback" not in err

@@ -82,3 +82,41 @@ def test_eval_split_must_exist(labelled, capsys):
     ckpt, data = labelled
     assert main(["eval", str(ckpt), str(data), "--split", "test"]) == 2
     assert "--split test" in capsys.readouterr().err
+
+
+def test_eval_skips_a_test_split_without_masks_for_val(labelled, tmp_path, capsys):
+    ckpt, data = labelled
+    split = tmp_path / "split"
+    split.mkdir()
+    data.rename(split / "val")
+    (split / "test" / "images").mkdir(parents=True)  # images only: nothing to score against
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(split / "test" / "images" / "t.png")
+    assert main(["eval", str(ckpt), str(split)]) == 0
+    assert f"3 images of {split / 'val' / 'images'}" in capsys.readouterr().out
+
+
+def test_eval_ignore_values_leave_pixels_out_of_the_scores(labelled, tmp_path, capsys):
+    ckpt, data = labelled
+    mask = np.asarray(Image.open(data / "masks" / "c0.png")).copy()
+    mask[:20] = 128  # a "difficult" region: unscored
+    Image.fromarray(mask).save(data / "masks" / "c0.png")
+    assert main(["eval", str(ckpt), str(data)]) == 2
+    assert "values 128 are not among" in capsys.readouterr().err
+    assert main(["eval", str(ckpt), str(data), "--ignore-values", "128", "--out", str(tmp_path / "r")]) == 0
+    pred = Predictor(ckpt)(data / "images" / "c0.png").classes[20:].ravel()
+    with open(tmp_path / "r" / "report.csv") as f:
+        row = next(csv.DictReader(f))
+    expected = sklearn_metrics.f1_score(mask[20:].ravel() == 255, pred)  # the rows below the region only
+    assert float(row["dice"]) == pytest.approx(expected, abs=1e-12)
+    assert main(["eval", str(ckpt), str(data), "--ignore-values", "255"]) == 2
+    assert "--ignore-values 255 is class 1 of the checkpoint" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("out", ["c0.png", "c0.png/sub"])
+def test_eval_out_that_is_or_lies_under_a_file_is_refused_before_predicting(labelled, capsys, out):
+    ckpt, data = labelled
+    target = data / "images" / out
+    assert main(["eval", str(ckpt), str(data), "--out", str(target)]) == 2
+    captured = capsys.readouterr()
+    assert f"--out {target} " in captured.err and "Traceback" not in captured.err
+    assert "eval:" not in captured.out  # refused before any prediction

@@ -9,11 +9,13 @@ Layout of the output folder, for an input `NAME.ext`:
     OUT/overlays/NAME.png   the image in 8-bit colour with every class but class 0 (the background) tinted
 
 so OUT itself is a folder of masks named like the images, as datasets are laid out. Inputs of one folder that
-share a stem (`y.png`, `y.tif`) are named `NAME_EXT` instead (`y_png`, `y_tif`), and no output may be one of the
-inputs (`--out` set to the input folder would otherwise overwrite `y.png` with its own mask).
+share a stem (`y.png`, `y.tif`) are named `NAME_EXT` instead (`y_png`, `y_tif`); inputs of different folders that
+share a name keep their folders under OUT (`OUT/p1/y.png`, `OUT/p2/y.png`). No output may be one of the inputs
+(`--out` set to the input folder would otherwise overwrite `y.png` with its own mask).
 """
 
 import glob
+import os
 from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
@@ -31,6 +33,20 @@ PALETTE = np.array(
 )
 OVERLAY_ALPHA = 0.45  # weight of the class colour over the image
 DISPLAY_SAMPLE = 1_000_000  # pixels sampled for the display range of images that are not 8-bit
+
+
+def make_output_folder(folder: str | Path, option: str = "--out") -> Path:
+    """Create `folder` (and its parents) before any work is done, or raise a `UnetlabError` that says why not."""
+    folder = Path(folder)
+    blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        where = "is a file" if blocker == folder else f"cannot be made: {blocker} is a file, not a folder"
+        raise UnetlabError(f"{option} {folder} {where}; pass a folder")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UnetlabError(f"{option} {folder} cannot be made ({exc.strerror}); pass another folder") from None
+    return folder
 
 
 def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
@@ -61,23 +77,20 @@ def collect_inputs(inputs: Iterable[str | Path]) -> list[Path]:
 
 
 def output_names(paths: list[Path]) -> list[str]:
-    """The output name (a file name without suffix) of each input: its stem, or `STEM_EXT` for stems that several
-    inputs share (`y.png`, `y.tif` -> `y_png`, `y_tif`).
+    """The output name (a relative path without suffix) of each input.
 
-    Raises:
-        UnetlabError: for inputs that would still share a name (the same file name in two folders).
+    - An input's stem, or `STEM_EXT` for the stems that several inputs of one folder share (`y.png`, `y.tif` ->
+      `y_png`, `y_tif`).
+    - When inputs from different folders would still share a name (`p1/slide.png`, `p2/slide.png`, as a `**` glob
+      finds them), every name keeps its folder below the inputs' common folder (`p1/slide`, `p2/slide`), so the
+      output mirrors the input tree.
     """
-    stems = Counter(p.stem for p in paths)
-    names = [p.stem if stems[p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths]
-    first: dict[str, Path] = {}
-    for path, name in zip(paths, names):
-        other = first.setdefault(name, path)
-        if other != path:
-            raise UnetlabError(
-                f"{other} and {path} would both be written as {name}; predict each folder in its own run, into "
-                "its own --out folder"
-            )
-    return names
+    stems = Counter((p.parent, p.stem) for p in paths)
+    names = [p.stem if stems[p.parent, p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths]
+    if len(set(names)) == len(names):
+        return names
+    root = Path(os.path.commonpath([p.parent for p in paths]))
+    return [(p.parent.relative_to(root) / name).as_posix() for p, name in zip(paths, names)]
 
 
 def output_paths(out_dir: Path, name: str, mask_dtype: np.dtype, probs: bool, overlay: bool) -> list[Path]:

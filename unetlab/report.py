@@ -12,14 +12,15 @@ checkpoint's `DataInfo`. Scores follow `unetlab.metrics` (and the keys of `unetl
 import csv
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from unetlab.data.folders import prepare_mask
+from unetlab.data.folders import canonical, prepare_mask
+from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image, read_mask
 from unetlab.errors import UnetlabError
 from unetlab.metrics import METRICS, MetricAccumulator
@@ -55,16 +56,23 @@ class Report:
         return "\n".join(lines)
 
 
-def evaluate_pairs(predictor: Predictor, pairs: list[tuple[Path, Path]], progress: bool = False) -> Report:
+def evaluate_pairs(
+    predictor: Predictor, pairs: list[tuple[Path, Path]], ignore_values: list = (), progress: bool = False
+) -> Report:
     """Score `predictor` on (image, mask) file pairs.
+
+    Args:
+        ignore_values: mask values left out of the scores, besides the checkpoint's own ignore values (e.g. a
+            "difficult" label that only the evaluation masks have).
 
     Raises:
         UnetlabError: naming the file, for an unreadable image or mask, a mask of another size than its image, or
-            mask values that are not among the checkpoint's classes.
+            mask values that are not among the checkpoint's classes; naming the value, for an ignore value that is
+            one of the classes.
     """
     if not pairs:
         raise UnetlabError("no image/mask pairs to evaluate")
-    info, k = predictor.data, max(predictor.num_classes, 2)  # a binary model is scored as two classes
+    info, k = with_ignored(predictor.data, ignore_values), max(predictor.num_classes, 2)  # binary: two classes
     names = info.class_names or [str(c) for c in range(k)]
     total, rows = MetricAccumulator(k, names), []
     for image_path, mask_path in tqdm(pairs, unit="image", disable=not progress):
@@ -86,6 +94,22 @@ def evaluate_pairs(predictor: Predictor, pairs: list[tuple[Path, Path]], progres
         values = [r[metric] for r in rows if not _nan(r[metric])]
         summary[f"imagewise/{metric}"] = sum(values) / len(values) if values else math.nan
     return Report(names, rows, summary)
+
+
+def with_ignored(info: DataInfo, values: list) -> DataInfo:
+    """`info` with `values` (ints, or [r, g, b] colours) added to its ignore values."""
+    colour = info.is_colour_mask
+    extra = [canonical(v, colour) for v in values]
+    classes = [canonical(v, colour) for v in info.class_values]
+    for value in extra:
+        if not colour and isinstance(value, tuple):
+            raise UnetlabError(f"--ignore-values {value}: a colour, but the checkpoint's masks are grey values")
+        if value in classes:
+            raise UnetlabError(
+                f"--ignore-values {value} is class {classes.index(value)} of the checkpoint; ignore only values "
+                "that are not classes"
+            )
+    return replace(info, ignore_values=[*info.ignore_values, *extra])
 
 
 def _nan(value) -> bool:

@@ -1,11 +1,12 @@
 """`unetlab eval CHECKPOINT DIR`: score a trained model on a labelled folder, per image and over the set."""
 
 import sys
-from pathlib import Path
 
+from unetlab.cli.common import mask_value
 from unetlab.cli.predict import add_predictor_options, make_predictor
 from unetlab.data.folders import find_layout, pair_files
 from unetlab.errors import UnetlabError, plural
+from unetlab.outputs import make_output_folder
 from unetlab.report import evaluate_pairs
 
 
@@ -21,6 +22,14 @@ def add_parser(subparsers) -> None:
     parser.add_argument("--split", help="split of a split layout to score (default: test, else val, else all)")
     parser.add_argument("--image-dir", default="images", metavar="NAME", help="image folder name (default: images)")
     parser.add_argument("--mask-dir", default="masks", metavar="NAME", help="mask folder name (default: masks)")
+    parser.add_argument(
+        "--ignore-values",
+        nargs="+",
+        type=mask_value,
+        default=[],
+        metavar="V",
+        help="mask values left out of the scores, besides the checkpoint's own (e.g. 128, or a colour 0,0,255)",
+    )
     parser.add_argument("--out", metavar="DIR", help="write DIR/report.csv (per image) and DIR/report.json")
     add_predictor_options(parser)
     parser.set_defaults(func=run)
@@ -28,18 +37,20 @@ def add_parser(subparsers) -> None:
 
 def run(args) -> int:
     layout = find_layout(args.data, args.image_dir, args.mask_dir)
-    split = args.split or next(s for s in ("test", "val", "all", "train") if s in layout)
+    labelled = [s for s in ("test", "val", "all", "train") if s in layout and layout[s][1].is_dir()]
+    split = args.split or (labelled or list(layout))[0]  # a test/ of images only is skipped for val/
     if split not in layout:
         raise UnetlabError(f"--split {split}: {args.data} has {', '.join(layout)}; choose one of them")
+    out = make_output_folder(args.out) if args.out else None
     pairs, problems = pair_files(*layout[split])
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise UnetlabError(f"{shown}; fix these (`unetlab data check {args.data}` lists them) and run again")
     predictor = make_predictor(args)
     print(f"eval: {args.checkpoint} on {plural(len(pairs), 'image')} of {layout[split][0]}")
-    report = evaluate_pairs(predictor, pairs, progress=sys.stderr.isatty())
+    report = evaluate_pairs(predictor, pairs, args.ignore_values, progress=sys.stderr.isatty())
     print(report.format())
-    if args.out:
-        written = report.write(Path(args.out))
+    if out:
+        written = report.write(out)
         print(f"wrote {', '.join(map(str, written))}")
     return 0

@@ -6,14 +6,20 @@ command then exits with status 2.
 """
 
 import sys
-from pathlib import Path
 
 from tqdm import tqdm
 
 from unetlab.data.io import read_image
 from unetlab.errors import UnetlabError, plural
 from unetlab.inference import BLENDS
-from unetlab.outputs import collect_inputs, output_names, output_paths, refuse_overwriting_inputs, write_prediction
+from unetlab.outputs import (
+    collect_inputs,
+    make_output_folder,
+    output_names,
+    output_paths,
+    refuse_overwriting_inputs,
+    write_prediction,
+)
 from unetlab.prediction import Predictor
 from unetlab.runtime import AMP_DTYPES
 
@@ -80,11 +86,9 @@ def make_predictor(args) -> Predictor:
 
 
 def run(args) -> int:
-    out = Path(args.out)
-    if out.exists() and not out.is_dir():
-        raise UnetlabError(f"--out {out} is a file; pass a folder")
     paths = collect_inputs(args.inputs)
     names = output_names(paths)
+    out = make_output_folder(args.out)
     predictor = make_predictor(args)
     mask_dtype = predictor.mask_values.dtype
     outputs = [output_paths(out, name, mask_dtype, args.probs, args.overlay) for name in names]
