@@ -97,3 +97,28 @@ def test_checkpoint_of_format_version_1_still_loads(tmp_path):
     payload["data"].pop("palette", None)  # version 1 had no palette
     torch.save(payload, tmp_path / "v1.pt")
     assert load_checkpoint(tmp_path / "v1.pt").data.class_values == [0, 255]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda p: p.pop("state_dict"),
+        lambda p: p.update(model="unet"),
+        lambda p: p.update(state_dict=[1, 2]),
+        lambda p: p.update(data={"in_channels": 1, "colours": 3}),
+    ],
+)
+def test_a_damaged_checkpoint_gets_a_clear_error(tmp_path, damage):
+    path = tmp_path / "m.pt"
+    save_checkpoint(path, create_model("unet", base_channels=4, depth=1), DataInfo(1, [0, 1]))
+    payload = torch.load(path, weights_only=True)
+    damage(payload)
+    torch.save(payload, path)
+    with pytest.raises(UnetlabError, match=f"checkpoint {path} is damaged .*; use a file as `unetlab train` wrote it"):
+        load_checkpoint(path)
+
+
+def test_a_checkpoints_folder_hint_names_a_file_inside_it(tmp_path):
+    (tmp_path / "run" / "checkpoints").mkdir(parents=True)
+    with pytest.raises(UnetlabError, match=r"such as \S*run/checkpoints/best\.pt$"):
+        load_checkpoint(tmp_path / "run" / "checkpoints")

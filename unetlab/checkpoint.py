@@ -120,7 +120,8 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     """
     path = Path(path)
     if path.is_dir():
-        raise UnetlabError(f"{path} is a folder; pass a checkpoint file such as {path / 'checkpoints' / 'best.pt'}")
+        example = path / "best.pt" if path.name == "checkpoints" else path / "checkpoints" / "best.pt"
+        raise UnetlabError(f"{path} is a folder; pass a checkpoint file such as {example}")
     if not path.is_file():
         raise UnetlabError(f"checkpoint {path} not found; pass the .pt file that `unetlab train` wrote")
     exported = _exported_format(path)
@@ -146,15 +147,23 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             f"(up to {FORMAT_VERSION}); upgrade unetlab"
         )
     data = payload.get("data")
-    return Checkpoint(
-        model_name=payload["model"]["name"],
-        model_kwargs=dict(payload["model"]["kwargs"]),
-        state_dict=payload["state_dict"],
-        data=DataInfo.from_dict(data) if data is not None else None,
-        threshold=payload.get("threshold"),
-        training=payload.get("training"),
-        path=path,
-    )
+    try:
+        model, state_dict = payload["model"], payload["state_dict"]
+        if not isinstance(model["name"], str) or not isinstance(state_dict, dict):
+            raise TypeError("model name or state_dict of the wrong type")
+        return Checkpoint(
+            model_name=model["name"],
+            model_kwargs=dict(model["kwargs"]),
+            state_dict=state_dict,
+            data=DataInfo.from_dict(data) if data is not None else None,
+            threshold=payload.get("threshold"),
+            training=payload.get("training"),
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # an entry missing or of the wrong type: edited or damaged
+        raise UnetlabError(
+            f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); use a file as `unetlab train` wrote it"
+        ) from None
 
 
 def load_training_checkpoint(run_or_path: str | Path) -> Checkpoint:
