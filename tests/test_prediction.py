@@ -138,3 +138,27 @@ def test_device_auto_is_cuda_only_when_available():
 def test_missing_checkpoint_is_named(tmp_path):
     with pytest.raises(UnetlabError, match="nope.pt not found"):
         predict(tmp_path / "nope.pt", np.zeros((4, 4)))
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+def test_a_model_passed_in_keeps_its_mode_and_predicts_in_eval_mode(mode):
+    model = create_model("unet", base_channels=4, depth=2, num_classes=1, dropout=0.5)
+    getattr(model, mode)()
+    image = np.random.default_rng(0).random((24, 20), dtype=np.float32)
+    first, second = predict(model, image).probs, predict(model, image).probs
+    assert model.training == (mode == "train")
+    np.testing.assert_array_equal(first, second)  # dropout off: eval mode inside each call
+
+
+def test_a_float64_model_is_given_float64_images():
+    model = binary_model().double()
+    image = np.random.default_rng(0).random((24, 20))
+    expected = torch.sigmoid(logits_of(model.float(), image.astype(np.float32)))[0].numpy()
+    model.double()
+    np.testing.assert_allclose(predict(model, image).probs[0], expected, atol=1e-6)
+
+
+def test_a_channels_first_array_is_named_as_such():
+    model = create_model("unet", base_channels=4, depth=2, in_channels=3)
+    with pytest.raises(UnetlabError, match=r"looks channels-first \(C, H, W\); pass \(H, W, C\)"):
+        predict(model, np.zeros((3, 40, 50), np.uint8))

@@ -56,7 +56,9 @@ class Predictor:
 
     Args:
         model: a unetlab model (e.g. from `create_model`), a `Checkpoint`, or the path of a checkpoint file.
-        device: "auto" (CUDA when available), "cpu", "cuda", "cuda:1", ...
+        device: "auto" (CUDA when available; for a model passed in, the device it is on), "cpu", "cuda", "cuda:1",
+            ... A model passed in is moved there, and is otherwise left as it was: each call switches it to eval
+            mode and back.
         amp: mixed precision, as `unetlab train --amp`: "auto" (bf16 on GPUs that support it, else fp16; full
             precision on the CPU), "none", "bf16" or "fp16" (CUDA only); see `unetlab.runtime.resolve_amp`.
         threshold: probability from which a pixel is foreground (p >= threshold), for binary (1-logit) models only.
@@ -66,7 +68,8 @@ class Predictor:
             per forward pass (see `unetlab.inference.predict_tiled`); None: `resolve_tiling`'s defaults.
 
     Attributes:
-        model: the network, in eval mode, on `device`. data: the `DataInfo` images are read with.
+        model: the network, on `device`. data: the `DataInfo` images are read with. dtype: its parameters' dtype,
+            the dtype images are given to it in.
         tile, overlap: the tiling in effect (a valid-convolution model's tile rounded up to a size it takes).
         amp: the autocast dtype in effect, None for full precision.
 
@@ -90,8 +93,10 @@ class Predictor:
         network = checkpoint.build_model() if isinstance(checkpoint, Checkpoint) else checkpoint
         if not isinstance(network, SegmentationModel):
             raise UnetlabError(f"cannot predict with a {type(network).__name__}; pass a unetlab model or checkpoint")
-        self.device = resolve_device(device)
-        self.model = network.to(self.device).eval()
+        owned = isinstance(checkpoint, Checkpoint)  # a model the caller passed is theirs: see `device`
+        self.device = _own_device(network) if device == "auto" and not owned else resolve_device(device)
+        self.model = network.to(self.device).train(network.training and not owned)  # its own: eval mode
+        self.dtype = next((p.dtype for p in network.parameters() if p.is_floating_point()), torch.float32)
         self.num_classes = network.num_classes
         known = checkpoint if isinstance(checkpoint, Checkpoint) else None
         self.threshold = _resolve_threshold(threshold, known.threshold if known else None, self.num_classes)
@@ -126,21 +131,31 @@ class Predictor:
         if isinstance(image, (str, Path)):
             source = source or str(image)
             image = read_image(image)
-        image = np.asarray(image)
+        image, source = np.asarray(image), source or "image"
         if image.ndim not in (2, 3) or 0 in image.shape:
-            raise UnetlabError(f"{source or 'image'} has shape {image.shape}; pass an (H, W) or (H, W, C) image")
-        tensor = self.data.image_to_tensor(image, source or "image")  # (C, H, W) float32, normalised
-        logits = predict_tiled(
-            self._forward,
-            tensor,
-            tile=self.tile,
-            overlap=self.overlap,
-            blend=self.blend,
-            batch_size=self.batch_size,
-            device=self.device,
-            amp=self.amp,
-            progress=progress,
-        )
+            raise UnetlabError(f"{source} has shape {image.shape}; pass an (H, W) or (H, W, C) image")
+        if image.ndim == 3 and image.shape[0] <= 4 < image.shape[2] != self.data.in_channels:
+            raise UnetlabError(
+                f"{source} has shape {image.shape}, which looks channels-first (C, H, W); pass (H, W, C), e.g. "
+                "numpy.moveaxis(image, 0, -1)"
+            )
+        tensor = self.data.image_to_tensor(image, source).to(self.dtype)  # (C, H, W), normalised
+        training = self.model.training
+        try:
+            self.model.eval()
+            logits = predict_tiled(
+                self._forward,
+                tensor,
+                tile=self.tile,
+                overlap=self.overlap,
+                blend=self.blend,
+                batch_size=self.batch_size,
+                device=self.device,
+                amp=self.amp,
+                progress=progress,
+            )
+        finally:
+            self.model.train(training)
         probs, classes = self._probs_and_classes(logits)
         return Prediction(probs=probs.numpy(), classes=classes, mask=self.mask_values[classes])
 
@@ -172,6 +187,10 @@ def predict(model: nn.Module | Checkpoint | str | Path, image: np.ndarray | str 
     To predict many images, build one `Predictor` and call it on each, so the model is loaded only once.
     """
     return Predictor(model, **options)(image)
+
+
+def _own_device(model: nn.Module) -> torch.device:
+    return next((p.device for p in model.parameters()), torch.device("cpu"))
 
 
 def _resolve_threshold(given: float | None, stored: float | None, num_classes: int) -> float | None:
