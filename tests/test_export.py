@@ -103,3 +103,11 @@ def test_export_to_a_folder_or_under_a_file_is_one_line(tmp_path, capsys):
 def test_metadata_says_how_pixels_are_scaled():
     text = export_metadata(tiny_model("unet"))["input"]
     assert "divided by 255 (8-bit) or 65535 (16-bit" in text and "(x - data.mean) / data.std" in text
+
+
+@pytest.mark.parametrize(("format", "out", "right"), [("onnx", "m.ts", "m.onnx"), ("torchscript", "m.onnx", "m.pt")])
+def test_export_refuses_the_other_formats_suffix(tmp_path, capsys, format, out, right):
+    save_checkpoint(tmp_path / "c.pt", tiny_model("unet"), DataInfo(2, [0, 255]))
+    assert main(["export", str(tmp_path / "c.pt"), "--format", format, "--out", str(tmp_path / out)]) == 2
+    assert f"but --format is {format}; write {tmp_path / right}" in capsys.readouterr().err
+    assert not (tmp_path / out).exists()

@@ -30,6 +30,7 @@ from unetlab.models.blocks import SegmentationModel
 from unetlab.options import check_choice
 
 FORMATS = ("onnx", "torchscript")
+TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")  # refused for ONNX files, as .onnx is for TorchScript
 ONNX_OPSET = 17  # run by ONNX Runtime 1.13+ and most other runtimes
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
 
@@ -81,7 +82,7 @@ def export_model(model: SegmentationModel, path: str | Path, format: str, metada
     """
     check_choice("format", format, FORMATS)
     path = Path(path)
-    _check_destination(path)
+    _check_destination(path, format)
     model = model.cpu().eval()
     metadata = json.dumps(export_metadata(model) if metadata is None else metadata)
     example = torch.randn(export_shapes(model)[0])
@@ -117,8 +118,9 @@ def export_model(model: SegmentationModel, path: str | Path, format: str, metada
     return path
 
 
-def _check_destination(path: Path) -> None:
-    """Refuse a folder, a unetlab checkpoint, or a path whose folder cannot be made, before anything is traced."""
+def _check_destination(path: Path, format: str) -> None:
+    """Refuse a folder, a unetlab checkpoint, the other format's suffix, or a path whose folder cannot be made,
+    before anything is traced."""
     if path.is_dir():
         raise UnetlabError(f"{path} is a folder; pass a file to write, such as {path / 'model.onnx'}")
     if path.is_file():
@@ -131,6 +133,13 @@ def _check_destination(path: Path) -> None:
                 f"{path} is a unetlab checkpoint, which the export would overwrite; pass another file, such as "
                 f"{path.with_suffix('.onnx')}"
             )
+    suffix = path.suffix.lower()
+    if suffix in TORCHSCRIPT_SUFFIXES if format == "onnx" else suffix == ".onnx":
+        other, right = ("TorchScript", ".onnx") if format == "onnx" else ("ONNX", ".pt")
+        raise UnetlabError(
+            f"{path} has the suffix of {other} files, but --format is {format}; write {path.with_suffix(right)}, or "
+            "choose the other --format"
+        )
     blocker = next((p for p in path.parents if p.is_file()), None)
     if blocker is not None:
         raise UnetlabError(f"{path} cannot be written: {blocker} is a file, not a folder; pass another path")
