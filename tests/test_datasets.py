@@ -158,6 +158,10 @@ def test_colour_masks_with_a_colour_table_and_rgb_16_bit_images(tmp_path):
     assert train.load(0)[1][0].tolist() == [0, 2, 1, 2, 0]
     discovered = build_datasets(DataConfig(source=str(root), val_fraction=0, patch_size=4))[2]
     assert discovered.class_values == [[0, 0, 0], [0, 0, 255], [255, 0, 0]]
+    for given in ([[0, 0, 255]], [[0, 0, 255], (0, 0, 255)]):  # a colour ignore value, listed once or twice
+        train, _, info = build_datasets(DataConfig(source=str(root), ignore_values=given, val_fraction=0, patch_size=4))
+        assert info.class_values == [[0, 0, 0], [255, 0, 0]] and info.ignore_values == [[0, 0, 255]]
+        assert train.load(0)[1][0].tolist() == [0, 1, IGNORE_INDEX, 1, 0]
 
 
 def test_grey_and_rgb_images_mix_as_rgb(tmp_path):

@@ -179,9 +179,9 @@ def class_table(cfg, scan: Scan) -> tuple[DataInfo | None, list[str]]:
     if cfg.class_values and _names_problem(names, values):  # before a named ignore value leaves both lists
         return None, [_names_problem(names, values)]
     ignore = []
-    for v in dict.fromkeys(cfg.ignore_values):
+    for v in dict.fromkeys(v if isinstance(v, str) else canonical(v, colour) for v in cfg.ignore_values):
         if not isinstance(v, str):
-            ignore.append(canonical(v, colour))
+            ignore.append(v)
             if cfg.class_values and ignore[-1] in values:
                 return None, [
                     f"{ignore[-1]} is in class_values and in ignore_values; a mask value is a class or unlabelled, "
