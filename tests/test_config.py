@@ -76,6 +76,9 @@ def test_load_config_errors_name_the_file(tmp_path):
     (tmp_path / "list.yaml").write_text(yaml.safe_dump([1, 2]))
     with pytest.raises(UnetlabError, match="must hold a mapping"):
         load_config(tmp_path / "list.yaml")
+    (tmp_path / "latin1.yaml").write_bytes("# r\xe9glages\nepochs: 2\n".encode("latin-1"))
+    with pytest.raises(UnetlabError, match=r"latin1.yaml is not UTF-8 text \(byte 3\); save it as UTF-8"):
+        load_config(tmp_path / "latin1.yaml")
 
 
 def test_train_config_round_trips_through_its_dict():

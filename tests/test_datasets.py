@@ -252,11 +252,15 @@ def test_folder_problems_name_the_file_and_point_to_data_check(tmp_path, change,
         ({"mean": [0.1, 0.2]}, "mean has 2 values but the images have 1 channel; give 1 value"),
         ({"val_fraction": 1.5}, "val_fraction must be in"),
         ({"val_list": "missing.txt"}, "val_list missing.txt not found"),
+        ({"val_list": "."}, "val_list . is a folder; pass a text file"),
+        ({"val_list": "empty.txt"}, "val_list .*empty.txt names no images"),
     ],
 )
 def test_bad_folder_options_raise_naming_the_option(tmp_path, options, message):
+    root = folder(tmp_path)
+    (root / "empty.txt").write_text("\n")
     with pytest.raises(UnetlabError, match=message):
-        build_datasets(DataConfig(source=str(folder(tmp_path)), **options))
+        build_datasets(DataConfig(source=str(root), **options))
 
 
 def test_bad_sources_raise_with_the_choices(tmp_path):

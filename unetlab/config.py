@@ -23,6 +23,7 @@ import yaml
 
 from unetlab.checkpoint import MACHINE_KWARGS
 from unetlab.data import DataConfig
+from unetlab.data.io import read_text
 from unetlab.data.transforms import PIPELINES
 from unetlab.errors import UnetlabError
 from unetlab.losses import LOSS_OPTIONS
@@ -195,12 +196,9 @@ def _describe(hint) -> str:
 def load_config(path: str | Path) -> dict:
     """The settings in a YAML file, as a nested dict. Raises a `UnetlabError` naming the file when unreadable."""
     path = Path(path)
-    if path.is_dir():
-        raise UnetlabError(f"config file {path} is a folder; pass a YAML file such as configs/isbi.yaml")
-    if not path.is_file():
-        raise UnetlabError(f"config file {path} not found; pass a YAML file such as configs/isbi.yaml")
+    text = read_text(path, "config file", "a YAML file such as configs/isbi.yaml")
     try:
-        values = yaml.safe_load(path.read_text()) or {}
+        values = yaml.safe_load(text) or {}
     except yaml.YAMLError as exc:
         where = getattr(exc, "problem_mark", None)
         line = f" at line {where.line + 1}" if where is not None else ""

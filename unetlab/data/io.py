@@ -155,3 +155,22 @@ def write_planes(path: str | Path, planes: np.ndarray) -> None:
         tifffile.imwrite(path, planes[0], photometric="minisblack")  # (H, W): one plane
     else:
         tifffile.imwrite(path, planes, photometric="minisblack", planarconfig="separate")
+
+
+def read_text(path: Path, what: str, example: str) -> str:
+    """The UTF-8 text of the file `path`, which the user gave as `what` (e.g. "config file").
+
+    Raises:
+        UnetlabError: naming `what` and `path`, for a folder, a missing or unreadable file, or text that is not
+            UTF-8; `example` is the kind of file to pass instead.
+    """
+    if path.is_dir():
+        raise UnetlabError(f"{what} {path} is a folder; pass {example}")
+    if not path.is_file():
+        raise UnetlabError(f"{what} {path} not found; pass {example}")
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise UnetlabError(f"{what} {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from None
+    except OSError as exc:
+        raise UnetlabError(f"{what} {path} cannot be read ({exc.strerror})") from None

@@ -16,7 +16,7 @@ import numpy as np
 from unetlab.data import synthetic
 from unetlab.data.folders import Scan, canonical, common_channels, find_layout, pair_files, prepare_mask, scan_pairs
 from unetlab.data.info import DataInfo
-from unetlab.data.io import read_image, read_mask
+from unetlab.data.io import read_image, read_mask, read_text
 from unetlab.errors import UnetlabError, plural
 
 MAX_LISTED = 5  # problems quoted in an error message; `unetlab data check` lists them all
@@ -136,10 +136,11 @@ def _split(cfg, pairs: list, val_pairs: list | None) -> tuple[list, list]:
         path = Path(cfg.val_list)
         if not path.is_file() and (Path(cfg.source) / path).is_file():
             path = Path(cfg.source) / path
-        if not path.is_file():
-            raise UnetlabError(f"val_list {path} not found; give a text file with one image name per line")
         stems = {p[0].stem for p in pairs}
-        names = [line.strip() for line in path.read_text().splitlines() if line.strip()]
+        text = read_text(path, "val_list", "a text file with one image name per line")
+        names = [line.strip() for line in text.splitlines() if line.strip()]
+        if not names:
+            raise UnetlabError(f"val_list {path} names no images; list the validation images, one per line")
         wanted = {name if name in stems else Path(name).stem for name in names}  # "a.png" or "a"
         if wanted - stems:
             raise UnetlabError(
