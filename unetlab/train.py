@@ -102,7 +102,7 @@ class _Session:
     def __init__(self, cfg: TrainConfig, resume):
         self.cfg, self.runtime = cfg, setup_runtime(cfg.device, cfg.amp)
         ckpt = load_training_checkpoint(resume) if resume else None
-        self.run_dir = ckpt.path.parent.parent if ckpt else new_run_dir(cfg.out)
+        self.run_dir = ckpt.path.parent.parent if ckpt else new_run_dir(cfg.out, self.runtime.is_main)
         # Each process draws its own dropout masks (DDP copies rank 0's initial weights to the others).
         seed_everything(cfg.seed + 1_000_003 * self.runtime.rank, cfg.deterministic)
         data_cfg = cfg.data

@@ -182,7 +182,7 @@ def _normalisation(cfg: DataConfig, train_ds: ImageDataset, channels: int) -> tu
             raise UnetlabError("no training images to compute the normalisation from; give mean and std")
         sums, squares, count = np.zeros(channels), np.zeros(channels), 0  # of x and x^2, on the [0, 1] scale
         for i in range(len(train_ds.source)):
-            image = train_ds.info.image_to_tensor(train_ds.load(i)[0]).double()  # (C, H, W), not yet normalised
+            image = train_ds.info.image_to_tensor(train_ds.load(i)[0], train_ds.source.name(i)).double()  # (C, H, W)
             sums += image.sum((1, 2)).numpy()
             squares += image.square().sum((1, 2)).numpy()
             count += image[0].numel()

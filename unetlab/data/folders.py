@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlab.data.info import pack_values, unpack_value
+from unetlab.data.info import pack_values, unit_range, unpack_value
 from unetlab.data.io import IMAGE_SUFFIXES, LOSSY_SUFFIXES, is_image_file, read_image, read_mask, read_palette
 from unetlab.errors import UnetlabError, plural
 
@@ -143,6 +143,8 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
             continue
         try:
             image, mask = read_image(image_path), read_mask(mask_path)
+            if image.dtype not in (np.uint8, np.uint16):  # the scaling training applies must be possible
+                unit_range(image, str(image_path))
         except UnetlabError as exc:
             scan.problems.append(str(exc))
             continue
