@@ -107,12 +107,13 @@ def test_train_clip_grad_bounds_each_update(tmp_path):
     assert 0 < moved.norm() <= 1e-3 * (1 + 1e-4)  # plain SGD: the step is lr x the clipped gradient
 
 
-def test_train_stops_early_after_patience_evaluations_without_improvement(tmp_path):
-    cfg = tiny_config(tmp_path, epochs=6, lr=1e-12, schedule="constant", warmup_epochs=0.0, patience=1,
+@pytest.mark.parametrize(("patience", "last_epoch"), [(0, 2), (1, 2), (2, 3)])
+def test_train_stops_early_after_patience_evaluations_without_improvement(tmp_path, patience, last_epoch):
+    cfg = tiny_config(tmp_path, epochs=6, lr=1e-12, schedule="constant", warmup_epochs=0.0, patience=patience,
                       best_metric="loss")  # fmt: skip
-    result = train(cfg)  # lr 1e-12: the loss cannot improve after the first evaluation
-    # patience 1: the first evaluation without improvement (epoch 2) ends the run
-    assert result.stopped == "early stopping" and result.state.epoch == 2 and result.state.best_epoch == 1
+    result = train(cfg)  # lr 1e-12: the loss cannot improve after the first evaluation (epoch 1, always "best")
+    # patience 0 or 1: the first evaluation without improvement (epoch 2) ends the run; 2: the second
+    assert result.stopped == "early stopping" and result.state.epoch == last_epoch and result.state.best_epoch == 1
 
 
 def test_train_logs_the_scheduled_learning_rate_and_only_plateau_reduces_it(tmp_path):

@@ -67,7 +67,7 @@ class TrainConfig:
     # evaluation and checkpoints
     eval_every: int = 1  # epochs between validations
     best_metric: str = "dice"  # validation metric that picks checkpoints/best.pt ("loss" is minimised)
-    patience: int = -1  # evaluations without improvement before stopping early; -1 = never stop early
+    patience: int = -1  # evaluations without improvement before stopping early (0 acts as 1); -1 = never
     samples: int = 4  # validation images drawn as input / truth / prediction grids at each evaluation
     # engine
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:1

@@ -301,7 +301,8 @@ class _Session:
             if self.runtime.is_main:
                 self.logger.log(self.record)
                 print(format_record(self.record), flush=True)
-            if self.validate and any_rank(0 <= cfg.patience <= state.bad_evals, self.runtime):
+            patience_out = cfg.patience >= 0 and state.bad_evals >= max(cfg.patience, 1)  # 0: the first bad one
+            if self.validate and any_rank(patience_out, self.runtime):
                 self.stopped = "early stopping"
         if self.runtime.is_main:
             self.save("last.pt")

@@ -130,7 +130,9 @@ def add_parser(subparsers) -> None:
     group = parser.add_argument_group("evaluation and checkpoints")
     group.add_argument("--eval-every", type=int, help="epochs between validations")
     group.add_argument("--best-metric", help="validation metric for best.pt (dice, iou, ..., or loss)")
-    group.add_argument("--patience", type=int, help="evaluations without improvement before stopping; -1 = never")
+    group.add_argument(
+        "--patience", type=int, help="evaluations without improvement before stopping (0 acts as 1); -1 = never"
+    )
     group.add_argument("--samples", type=int, help="validation images drawn in the sample grids")
     # engine
     group = parser.add_argument_group("engine")
