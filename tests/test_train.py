@@ -72,6 +72,10 @@ def test_train_interrupted_and_resumed_ends_with_the_same_weights(tmp_path, cut)
         assert torch.equal(value, b.state_dict[key]), key
     for index, moments in a.training["optimizer"]["state"].items():
         assert torch.equal(moments["exp_avg_sq"], b.training["optimizer"]["state"][index]["exp_avg_sq"])
+    # what was logged for the epochs after the cut agrees too, the training loss of the cut epoch included
+    for whole_record, resumed_record in zip(records(whole.run_dir)[cut // 4 :], records(second.run_dir)[cut // 4 :]):
+        for key in ("epoch", "step", "train/loss", "val/loss", "val/dice", "lr"):
+            assert whole_record[key] == resumed_record[key], key
 
 
 def test_train_max_steps_counts_the_steps_of_this_session(tmp_path):

@@ -58,6 +58,8 @@ class TrainState:
     bad_evals: int = 0  # evaluations since the best one (early stopping)
     threshold: float | None = None  # binary models: the validation-chosen decision threshold
     elapsed: float = 0.0  # seconds of training, all sessions
+    loss_sum: float = 0.0  # training losses since the last evaluation (summed; kept so a resume logs the same mean)
+    loss_count: int = 0
 
 
 @dataclass
@@ -139,7 +141,8 @@ class _Session:
         self.stopped, self.record, self.session_steps = "finished", {}, 0
         self.session_start, self.elapsed_before = time.time(), self.state.elapsed
         self.images_seen, self.train_time = 0, 0.0
-        self.loss_sum, self.loss_count = torch.zeros((), device=self.runtime.device), 0
+        self.loss_sum = torch.tensor(self.state.loss_sum, device=self.runtime.device)  # float32, as the losses
+        self.loss_count = self.state.loss_count
         self.nonfinite = torch.zeros((), dtype=torch.bool, device=self.runtime.device)  # a NaN/inf loss since...
         self.checked_step = self.state.step  # ...this step
         if ckpt:
@@ -340,6 +343,7 @@ class _Session:
     def save(self, name: str, with_optimizer: bool = True) -> None:
         self.check_finite()
         self.state.elapsed = self.elapsed()
+        self.state.loss_sum, self.state.loss_count = self.loss_sum.item(), self.loss_count
         training = {"config": self.cfg.to_dict(), "state": asdict(self.state), "plateau": asdict(self.plateau)}
         if with_optimizer:
             training |= {
