@@ -54,8 +54,12 @@ def test_cli_train_resume_refuses_to_change_the_run(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
     capsys.readouterr()
-    assert main(["train", "--resume", str(out), "--lr", "0.1"]) == 2
-    assert "lr cannot change on resume" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--lr", "0.1", "--base-channels", "8"]) == 2
+    assert "--base-channels, --lr cannot change on resume (only --device, --epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(out), "--out", str(tmp_path / "elsewhere")]) == 2
+    assert "a resumed run continues in its own folder; drop --out" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing"), "--batch-size", "2"]) == 2
+    assert "nothing not found" in capsys.readouterr().err  # the missing run is the problem, not the flag
     assert main(["train", "--resume", str(out / "checkpoints" / "best.pt")]) == 2
     assert "holds weights only" in capsys.readouterr().err
 

@@ -193,16 +193,28 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
             path = Path(args.config)
             layers.insert(0, (load_config(path), path.resolve().parent, str(path)))
         return resolve_config(*layers)
+    saved = load_training_checkpoint(resume).training["config"]  # first: is there a run to resume at all?
     if getattr(args, "config", None):
         raise UnetlabError("--config cannot be combined with --resume: a resumed run keeps its own settings")
-    changed = sorted(set(flags) - RESUME_OVERRIDABLE)
+    if getattr(args, "out", None) is not None:
+        raise UnetlabError(
+            f"--out cannot be combined with --resume: a resumed run continues in its own folder; drop --out, or "
+            f"drop --resume to start a new run in {args.out}"
+        )
+    given = set(vars(args)) - {"func", "command", "command_name", "config", "resume"}  # flags not given are absent
+    changed = [_flag(dest) for dest in sorted(given - RESUME_OVERRIDABLE)]
     if changed:
         raise UnetlabError(
-            f"--resume keeps the run's settings; {', '.join(changed)} cannot change on resume "
-            f"(only {', '.join(sorted(RESUME_OVERRIDABLE))} can); start a new run with --out instead"
+            f"--resume keeps the run's settings; {', '.join(changed)} cannot change on resume (only "
+            f"{', '.join(_flag(d) for d in sorted(RESUME_OVERRIDABLE))} can); drop --resume to start a new run with "
+            "other settings"
         )
-    saved = load_training_checkpoint(resume).training["config"]
     return TrainConfig.from_dict(merge(saved, flags), f"{resume} + command line")
+
+
+def _flag(dest: str) -> str:
+    """The command-line flag of a settings name: "batch_size" -> "--batch-size", "progress" -> "--no-progress"."""
+    return f"--{'no-' if dest in ('progress', 'tensorboard') else ''}{dest.replace('_', '-')}"
 
 
 def run(args) -> int:
