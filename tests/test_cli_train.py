@@ -55,7 +55,7 @@ def test_cli_train_resume_refuses_to_change_the_run(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--lr", "0.1", "--base-channels", "8"]) == 2
-    assert "--base-channels, --lr cannot change on resume (only --device, --epochs" in capsys.readouterr().err
+    assert "--base-channels, --lr cannot change on resume (only --data, --device" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--out", str(tmp_path / "elsewhere")]) == 2
     assert "a resumed run continues in its own folder; drop --out" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nothing"), "--batch-size", "2"]) == 2
@@ -106,3 +106,21 @@ def test_help_states_each_default_once_and_truly():
     defaults = TrainConfig().to_dict()
     assert helps["patch_size"].endswith(f"(default: {defaults['data']['patch_size']})")
     assert helps["epochs"].endswith(f"(default: {defaults['epochs']})")
+
+
+def test_cli_train_resume_follows_a_moved_dataset_but_not_another_one(tmp_path, capsys):
+    from folder_data import box_mask, write_pairs
+
+    data = write_pairs(tmp_path / "data", {str(i): box_mask(32, 32, (4, 4, 20, 20 + i)) for i in range(4)})
+    out, small = tmp_path / "run", TINY[6:]  # TINY without its synthetic-data flags
+    assert main(["train", "--data", str(data), "--epochs", "1", "--out", str(out), *small]) == 0
+    data.rename(tmp_path / "moved")
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 2
+    assert "is not there any more; if it moved, resume with --data FOLDER" in capsys.readouterr().err
+    assert (
+        main(["train", "--resume", str(out), "--epochs", "2", "--data", str(tmp_path / "moved"), "--no-progress"]) == 0
+    )
+    assert load_checkpoint(out / "checkpoints" / "last.pt").training["state"]["epoch"] == 2
+    other = write_pairs(tmp_path / "other", {str(i): box_mask(32, 32, (4, 4, 20, 20), 7 * i) for i in range(4)})
+    assert main(["train", "--resume", str(out), "--epochs", "3", "--data", str(other), "--no-progress"]) == 2
+    assert "is not the run's" in capsys.readouterr().err

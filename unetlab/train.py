@@ -110,7 +110,17 @@ class _Session:
         data_cfg = cfg.data
         if ckpt and ckpt.data is not None:  # the normalisation the weights were trained with, not a recomputed one
             data_cfg = replace(data_cfg, mean=ckpt.data.mean, std=ckpt.data.std)
+        if ckpt and not data_cfg.source.startswith("synthetic-") and not Path(data_cfg.source).exists():
+            raise UnetlabError(
+                f"the run's dataset {data_cfg.source} is not there any more; if it moved, resume with --data FOLDER"
+            )
         self.train_ds, self.val_ds, self.info = build_datasets(data_cfg)
+        if ckpt and ckpt.data is not None and self.info.to_dict() != ckpt.data.to_dict():  # e.g. --data moved
+            raise UnetlabError(
+                f"the data at {data_cfg.source} ({self.info.in_channels} channel(s), classes "
+                f"{self.info.class_values}) is not the run's ({ckpt.data.in_channels}, {ckpt.data.class_values}); "
+                "resume with the data the run was trained on"
+            )
         self.validate = len(self.val_ds) > 0
         self.model_kwargs = model_kwargs_for_data(cfg, self.info, resuming=ckpt is not None)
         model = create_model(cfg.model, **self.model_kwargs)

@@ -19,6 +19,7 @@ from unetlab.optim import OPTIMIZERS, SCHEDULES
 from unetlab.runtime import AMP_DTYPES
 
 RESUME_OVERRIDABLE = {
+    "data",  # the same dataset, moved (checked against the checkpoint's data info)
     "epochs",
     "max_steps",
     "workers",
