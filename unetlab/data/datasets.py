@@ -203,26 +203,34 @@ def _per_channel(values: list[float], channels: int, option: str) -> list[float]
     return values
 
 
+SETTING_FLAGS = {"weight_w0": "w0", "weight_sigma": "sigma"}  # data settings whose flag is spelt otherwise
+
+
 def check_config(cfg: DataConfig) -> None:
     """Raise a `UnetlabError` naming the first option of `cfg` out of its range (before any file is read)."""
-    rules = [
-        (cfg.patch_size >= 1, "patch_size must be >= 1 (pixels)"),
-        (cfg.patches_per_image >= 1, "patches_per_image must be >= 1"),
-        (0 <= cfg.foreground_fraction <= 1, "foreground_fraction must be in [0, 1]"),
-        (0 <= cfg.val_fraction < 1, "val_fraction must be in [0, 1)"),
-        (cfg.num_train >= 1 and cfg.num_val >= 0, "num_train must be >= 1 and num_val >= 0"),
-        (cfg.image_size >= 32, "image_size must be >= 32 (pixels)"),
-        (cfg.seed >= 0, "seed must be >= 0"),
-        (cfg.weight_w0 >= 0 and cfg.weight_sigma > 0, "weight_w0 must be >= 0 and weight_sigma > 0"),
-        (cfg.std is None or all(s > 0 for s in cfg.std), "std values must be > 0"),
-        (
-            not cfg.source.startswith("synthetic-") or not (cfg.val_list or cfg.class_values or cfg.ignore_values),
-            "val_list, class_values and ignore_values apply to folder datasets, not to synthetic sources",
-        ),
+    rules = [  # (ok, setting, what it must be)
+        (cfg.patch_size >= 1, "patch_size", ">= 1 (pixels)"),
+        (cfg.patches_per_image >= 1, "patches_per_image", ">= 1"),
+        (0 <= cfg.foreground_fraction <= 1, "foreground_fraction", "in [0, 1]"),
+        (0 <= cfg.val_fraction < 1, "val_fraction", "in [0, 1)"),
+        (cfg.num_train >= 1, "num_train", ">= 1"),
+        (cfg.num_val >= 0, "num_val", ">= 0"),
+        (cfg.image_size >= 32, "image_size", ">= 32 (pixels)"),
+        (cfg.seed >= 0, "seed", ">= 0"),
+        (cfg.weight_w0 >= 0, "weight_w0", ">= 0"),
+        (cfg.weight_sigma > 0, "weight_sigma", "> 0 (pixels)"),
+        (cfg.std is None or all(s > 0 for s in cfg.std), "std", "> 0 in every channel"),
     ]
-    for ok, message in rules:
+    for ok, setting, rule in rules:
         if not ok:
-            raise UnetlabError(f"data option {message}")
+            flag = SETTING_FLAGS.get(setting, setting.replace("_", "-"))
+            raise UnetlabError(
+                f"--{flag} {getattr(cfg, setting)} is not valid: it must be {rule} (data setting {setting})"
+            )
+    if cfg.source.startswith("synthetic-") and (cfg.val_list or cfg.class_values or cfg.ignore_values):
+        raise UnetlabError(
+            "--val-list, --class-values and --ignore-values apply to folder datasets, not to synthetic sources"
+        )
     if not cfg.source.startswith("synthetic-") and not Path(cfg.source).exists():
         raise UnetlabError(
             f"source {cfg.source!r} not found; give a dataset folder, synthetic-cells or synthetic-shapes"
