@@ -31,7 +31,7 @@ def test_usable_folder_exits_0_with_a_summary(tmp_path, capsys):
     (root / "masks" / "README.txt").write_text("stray")
     code, out = check(capsys, root)
     assert code == 0 and "usable: yes" in out
-    assert "4 pairs" in out and "image sizes: 16 x 16" in out and "channels: 1" in out
+    assert "4 pairs" in out and "image sizes (width x height px): 16 x 16" in out and "channels: 1" in out
     assert "mask values (pixel share): 0 " in out and "255 " in out
     assert "masks with background (0) only: 1: 3.png" in out
 
@@ -52,7 +52,7 @@ def test_broken_folder_exits_2_naming_every_problem(tmp_path, capsys):
         "has no mask",
         "lonely.png in",
         "has no image",
-        "1.png is 8 x 16 but its image 1.png is 16 x 16",
+        "1.png is 16 x 8 px but its image 1.png is 16 x 16",
         "2.png could not be read",
         "0.png has values 128 outside the classes 0, 255",
     ):

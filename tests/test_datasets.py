@@ -230,7 +230,7 @@ def test_foreground_oversampling_puts_foreground_in_every_patch(tmp_path):
     [
         (lambda root: (root / "masks" / "2.png").unlink(), "2.png in .* has no mask"),
         (lambda root: (root / "masks" / "1.png").write_bytes(b"junk"), "1.png could not be read"),
-        (lambda root: write_image(root / "masks" / "0.png", np.zeros((5, 5), np.uint8)), "0.png is 5 x 5 but"),
+        (lambda root: write_image(root / "masks" / "0.png", np.zeros((5, 5), np.uint8)), "0.png is 5 x 5 px but"),
     ],
 )
 def test_folder_problems_name_the_file_and_point_to_data_check(tmp_path, change, message):

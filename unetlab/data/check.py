@@ -76,8 +76,8 @@ def check_folder(cfg: DataConfig) -> CheckReport:
 
 def _describe(report: CheckReport, scan: Scan, cfg: DataConfig) -> None:
     records = scan.records
-    sizes = Counter(f"{h} x {w}" for h, w in (r.size for r in records))
-    report.lines.append(f"image sizes: {_counts(sizes, len(records))}")
+    sizes = Counter(f"{w} x {h}" for h, w in (r.size for r in records))
+    report.lines.append(f"image sizes (width x height px): {_counts(sizes, len(records))}")
     report.lines.append(f"channels: {_counts(Counter(r.channels for r in records), len(records))}")
     report.lines.append(f"dtypes: {_counts(Counter(r.dtype for r in records), len(records))}")
     info, problems = class_table(cfg, scan)

@@ -150,8 +150,8 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
             continue
         if image.shape[:2] != mask.shape[:2]:
             scan.problems.append(
-                f"{mask_path} is {mask.shape[0]} x {mask.shape[1]} but its image {image_path.name} is "
-                f"{image.shape[0]} x {image.shape[1]}; masks must match their images pixel for pixel"
+                f"{mask_path} is {mask.shape[1]} x {mask.shape[0]} px but its image {image_path.name} is "
+                f"{image.shape[1]} x {image.shape[0]}; masks must match their images pixel for pixel"
             )
             continue
         mask = _drop_alpha_and_grey(mask)
