@@ -55,11 +55,11 @@ def test_invalid_settings_are_named(settings, message):
         resolve_config(layer(settings))
 
 
-def test_relative_input_paths_start_at_the_config_files_folder(tmp_path):
+def test_relative_paths_start_at_the_config_files_folder(tmp_path):
     (tmp_path / "val.txt").write_text("a\n")
-    cfg = resolve_config(layer({"data": {"source": "../data", "val_list": "val.txt"},
+    cfg = resolve_config(layer({"data": {"source": "../data", "val_list": "val.txt"}, "out": "runs/a",
                                 "model_kwargs": {"encoder_weights": "r18.pth"}}, tmp_path))  # fmt: skip
-    assert cfg.data.source == str((tmp_path / "../data").resolve())
+    assert cfg.data.source == str((tmp_path / "../data").resolve()) and cfg.out == str(tmp_path / "runs" / "a")
     assert cfg.data.val_list == str(tmp_path / "val.txt")
     assert cfg.model_kwargs["encoder_weights"] == str(tmp_path / "r18.pth")
     # a list not found beside the file is left for the data module, which also looks in the dataset folder
