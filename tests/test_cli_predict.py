@@ -1,6 +1,7 @@
 """`unetlab predict`: inputs from files, folders and globs; masks in the original values; probabilities, overlays;
 one-line errors, and outputs kept when one file fails."""
 
+import argparse
 import re
 
 import numpy as np
@@ -192,3 +193,17 @@ def test_out_that_is_or_lies_under_a_file_is_refused_before_predicting(tmp_path,
     assert run(checkpoint(tmp_path, [0, 255]), images, "--out", images / out) == 2
     err = capsys.readouterr().err
     assert f"--out {images / out} " in err and "pass a folder" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("command", [["predict"], ["eval"], ["twin", "train"], ["twin", "check"], ["data", "check"]])
+def test_help_states_each_default_once(command):
+    from unetlab.cli import build_parser
+
+    parser = build_parser()
+    for name in command:  # down to the command's own parser
+        parser = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[name]
+    parser.format_help()
+    helps = {a.dest: a.help for a in parser._actions if a.help}
+    assert all(text.count("default") <= 1 for text in helps.values()), helps
+    assert helps.get("batch_size", "(default: ").count("(default: ") == 1  # predict: 4, twin train: 8, ...
+    assert "seed" not in helps or helps["seed"].endswith("(default: 0)")  # a zero is a default worth stating

@@ -8,7 +8,7 @@ from unetlab.options import NORMS, PADDINGS, UPSAMPLINGS
 
 
 class LeafParser(argparse.ArgumentParser):
-    """A sub-subcommand's parser that reports an unknown flag with its own usage line.
+    """A (sub-)subcommand's parser that reports an unknown flag with its own usage line and states defaults.
 
     argparse hands the arguments a subparser does not know up to the top-level parser, whose error shows the usage
     of `unetlab` itself; this one shows the usage of the (sub)command that was mistyped, e.g. `unetlab data check`.
@@ -19,6 +19,15 @@ class LeafParser(argparse.ArgumentParser):
         if extras:
             self.error(f"unrecognized arguments: {' '.join(extras)}")
         return namespace, extras
+
+    def format_help(self) -> str:
+        """The help, each option's default stated where its text does not state it already."""
+        for action in self._actions:
+            value = action.default
+            unset = value is None or value is False or value is argparse.SUPPRESS or value == []
+            if action.help and not unset and "default" not in action.help:
+                action.help += f" (default: {value})"
+        return super().format_help()
 
 
 def add_model_options(parser: argparse.ArgumentParser, default=None, title: str | None = None) -> None:

@@ -22,11 +22,12 @@ def add_parser(subparsers) -> None:
     )
     check.add_argument("dir", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
     check.add_argument(
-        "--image-dir", default="images", metavar="NAME", help="image folder name (or path); default images"
+        "--image-dir",
+        default="images",
+        metavar="NAME",
+        help="image folder under DIR (or DIR/<split>), or an absolute path",
     )
-    check.add_argument(
-        "--mask-dir", default="masks", metavar="NAME", help="mask folder, like --image-dir; default masks"
-    )
+    check.add_argument("--mask-dir", default="masks", metavar="NAME", help="mask folder, like --image-dir")
     check.add_argument(
         "--class-values",
         nargs="+",
@@ -44,7 +45,9 @@ def add_parser(subparsers) -> None:
         help="unlabelled mask values, or class names such as void",
     )
     check.add_argument("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
-    check.add_argument("--val-fraction", type=float, default=DataConfig.val_fraction, help="share held out (0.2)")
+    check.add_argument(
+        "--val-fraction", type=float, default=DataConfig.val_fraction, help="seeded share of the pairs held out"
+    )
     check.set_defaults(func=run, command_name="data check")
 
 

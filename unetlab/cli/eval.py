@@ -19,9 +19,16 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `unetlab train`")
     parser.add_argument("data", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
-    parser.add_argument("--split", help="split of a split layout to score (default: test, else val, else all)")
-    parser.add_argument("--image-dir", default="images", metavar="NAME", help="image folder name (default: images)")
-    parser.add_argument("--mask-dir", default="masks", metavar="NAME", help="mask folder name (default: masks)")
+    parser.add_argument("--split", help="split of a split layout to score (default: test if it has masks, else val)")
+    parser.add_argument(
+        "--image-dir",
+        default="images",
+        metavar="NAME",
+        help="image folder under DIR (or DIR/<split>), or an absolute path (default: images)",
+    )
+    parser.add_argument(
+        "--mask-dir", default="masks", metavar="NAME", help="mask folder, like --image-dir (default: masks)"
+    )
     parser.add_argument(
         "--ignore-values",
         nargs="+",

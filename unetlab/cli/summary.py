@@ -14,7 +14,9 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("model", metavar="MODEL", help=f"one of: {', '.join(list_models())}")
     parser.add_argument(
-        "--input", metavar="C,H,W", help="input shape (default: 1,572,572 for unet-classic, otherwise C,256,256)"
+        "--input",
+        metavar="C,H,W",
+        help="input shape (default: 1,572,572 for valid-padding models, the paper's; otherwise C,256,256)",
     )
     add_model_options(parser)
     parser.set_defaults(func=run)

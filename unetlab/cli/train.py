@@ -76,7 +76,9 @@ def add_parser(subparsers) -> None:
     # data
     group = parser.add_argument_group("data (default: the built-in synthetic cells)")
     group.add_argument("--data", metavar="DIR", help="dataset folder, or synthetic-cells / synthetic-shapes")
-    group.add_argument("--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>)")
+    group.add_argument(
+        "--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>), or an absolute path"
+    )
     group.add_argument("--mask-dir", metavar="NAME", help="mask folder, like --image-dir")
     group.add_argument("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
     group.add_argument("--val-fraction", type=float, help="seeded share of the pairs held out")
@@ -138,14 +140,18 @@ def add_parser(subparsers) -> None:
     # engine
     group = parser.add_argument_group("engine")
     group.add_argument("--device", help="auto | cpu | cuda | cuda:N")
-    group.add_argument("--amp", choices=["auto", *AMP_DTYPES], help="autocast dtype (auto: bf16 on GPUs)")
+    group.add_argument(
+        "--amp",
+        choices=["auto", *AMP_DTYPES],
+        help="mixed precision: auto (bf16, or fp16 on older GPUs; none on the CPU), none, bf16, fp16",
+    )
     group.add_argument("--channels-last", action="store_true", help="NHWC memory format")
     group.add_argument("--compile", action="store_true", help="torch.compile the model")
     group.add_argument("--workers", type=int, help="data-loading processes; 0 = main process")
     group.add_argument("--seed", type=int, help="seeds everything: weights, data, order, augmentation")
     group.add_argument("--deterministic", action="store_true", help="deterministic algorithms (exact resume)")
     group.add_argument("--max-steps", type=int, help="stop resumably after N steps of this session; -1 = no limit")
-    group.add_argument("--no-tensorboard", dest="tensorboard", action="store_false")
+    group.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard events")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     show_defaults(parser)
     parser.set_defaults(func=run)

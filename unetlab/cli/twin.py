@@ -78,13 +78,13 @@ def add_parser(subparsers) -> None:
     train.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps; 0 = only at the end")
     train.add_argument("--seed", type=int, default=0, help="seeds the data, the weights and the batch order")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_twin_model_options(train)
+    add_twin_model_options(train, "model options (default: --base-channels 8 --depth 3, then the registered model's)")
     train.set_defaults(func=run_train, command_name="twin train", base_channels=8, depth=3)
 
 
-def add_twin_model_options(parser) -> None:
+def add_twin_model_options(parser, title: str = "model options (default: the registered model's own)") -> None:
     """The model options of `NumpyUNet`, as flags named like `unetlab train`'s; left out: the model's default."""
-    group = parser.add_argument_group("model options (default: the registered model's own)")
+    group = parser.add_argument_group(title)
     group.add_argument("--in-channels", type=int, help="image channels C")
     group.add_argument("--num-classes", type=int, help="output channels K: 1 = binary (sigmoid), >= 2 = softmax")
     group.add_argument("--base-channels", type=int, help="channels of the first stage (doubled at each level)")
