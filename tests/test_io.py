@@ -89,3 +89,14 @@ def test_pillow_32_bit_grey_in_the_16_bit_range_reads_as_uint16():
 def test_a_folder_is_not_an_image(tmp_path):
     with pytest.raises(UnetlabError, match="is a folder; pass an image file"):
         read_image(tmp_path)
+
+
+def test_a_cameras_exif_rotation_is_applied(tmp_path):
+    upright = np.zeros((30, 80), np.uint8)
+    upright[:, :10] = 255  # a bar on the left, as a viewer shows the photo
+    stored = Image.fromarray(np.rot90(upright, 1))  # the sensor's frame: 80 x 30, the bar at the bottom
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    stored.save(tmp_path / "photo.jpg", exif=exif, quality=100)
+    image = read_image(tmp_path / "photo.jpg")
+    assert image.shape == (30, 80) and image[:, :10].mean() > 200 and image[:, 20:].mean() < 50

@@ -1,11 +1,12 @@
 """Reading and writing images and masks: PNG, JPEG, BMP through Pillow; TIFF through tifffile.
 
 Arrays are (H, W) for single-channel images and (H, W, C) otherwise, in the dtype the file stores (uint8,
-uint16, float32, ...), with three exceptions that keep the pixel values what the file means:
+uint16, float32, ...), with four exceptions that keep the pixel values what the file means:
 - alpha is dropped: RGBA -> RGB, grey + alpha -> grey (Pillow's RGBA/LA modes, and TIFF extra samples marked as
   alpha), so that a transparent PNG reads like its opaque twin and the model never sees a transparency channel;
 - a 16-bit grey PNG that Pillow hands over as 32-bit integers (mode "I") is read back as uint16;
-- bilevel (1-bit) images read as 0 / 255 uint8, like any 8-bit black-and-white image; as masks they stay 0 / 1.
+- bilevel (1-bit) images read as 0 / 255 uint8, like any 8-bit black-and-white image; as masks they stay 0 / 1;
+- an EXIF orientation (a camera's rotation, in JPEGs) is applied, so arrays are upright as image viewers show them.
 Palette PNGs read as colours with `read_image` and as palette indices with `read_mask`, since a palette mask's
 indices are its class values.
 """
@@ -14,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from unetlab.errors import UnetlabError
 
@@ -22,6 +23,7 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 TIFF_SUFFIXES = (".tif", ".tiff")
 LOSSY_SUFFIXES = (".jpg", ".jpeg")  # lossy compression changes pixel values: never for masks
 ALPHA_SAMPLES = (1, 2)  # TIFF ExtraSamples values meaning associated and unassociated alpha
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of a camera's rotation
 
 
 def is_image_file(path: Path) -> bool:
@@ -61,6 +63,8 @@ def _read(path: Path, mask: bool) -> np.ndarray:
             array = _read_tiff(path)
         else:
             with _no_pixel_limit(), Image.open(path) as image:
+                if image.getexif().get(EXIF_ORIENTATION, 1) != 1:  # a camera's rotation: as viewers show the image
+                    image = ImageOps.exif_transpose(image)
                 array = _pillow_to_array(image, mask)
     except UnetlabError:
         raise
