@@ -207,3 +207,11 @@ def test_help_states_each_default_once(command):
     assert all(text.count("default") <= 1 for text in helps.values()), helps
     assert helps.get("batch_size", "(default: ").count("(default: ") == 1  # predict: 4, twin train: 8, ...
     assert "seed" not in helps or helps["seed"].endswith("(default: 0)")  # a zero is a default worth stating
+
+
+def test_a_threshold_at_either_end_gets_a_note(tmp_path, images, capsys):
+    assert run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "o", "--threshold", "0") == 0
+    assert "note: threshold 0 marks every pixel as foreground" in capsys.readouterr().err
+    assert read_mask(tmp_path / "o" / "a.png").min() == 255  # the note only: the prediction is as asked
+    assert run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "p") == 0
+    assert "note:" not in capsys.readouterr().err

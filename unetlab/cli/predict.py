@@ -101,6 +101,13 @@ def run(args) -> int:
         f"tile {predictor.tile} px, overlap {predictor.overlap} px, batch {args.batch_size}"
         f"{', TTA' if args.tta else ''}{amp}; {plural(len(paths), 'image')} -> {out}"
     )
+    if predictor.threshold is not None and not 0 < predictor.threshold < 1:
+        every = "every" if predictor.threshold <= 0 else "almost no"
+        print(
+            f"note: threshold {predictor.threshold:g} marks {every} pixel as foreground; the model may be "
+            "undertrained (train longer), or pass --threshold",
+            file=sys.stderr,
+        )
     bars = sys.stderr.isatty()
     failed = []
     for path, name in tqdm(list(zip(paths, names)), unit="image", disable=not bars):
