@@ -215,3 +215,10 @@ def test_a_threshold_at_either_end_gets_a_note(tmp_path, images, capsys):
     assert read_mask(tmp_path / "o" / "a.png").min() == 255  # the note only: the prediction is as asked
     assert run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "p") == 0
     assert "note:" not in capsys.readouterr().err
+
+
+def test_a_tiling_that_mostly_recomputes_gets_a_note(tmp_path, images, capsys):
+    ckpt = checkpoint(tmp_path, [0, 255], name="unet-classic")
+    assert run(ckpt, images / "b.tif", "--out", tmp_path / "o", "--tile", "10") == 0
+    assert "window adds only 4 x 4 new px" in capsys.readouterr().err
+    assert read_mask(tmp_path / "o" / "b.png").shape == (20, 9)

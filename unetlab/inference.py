@@ -106,6 +106,18 @@ def resolve_tiling(model: SegmentationModel, tile, overlap, blend: str, batch_si
     return (model.valid_input_size(tile) if valid else tile), overlap
 
 
+def tiling_note(model: SegmentationModel, tile: int, overlap: int) -> str | None:
+    """A sentence when windows of `tile` px with `overlap` would spend most of their work on px that other windows
+    compute too (a new area under a tenth of the window's), else None: such tiling is correct, only slow."""
+    new = (model.output_size(tile) if model.padding == "valid" else tile) - overlap  # px a window adds per side
+    if new**2 >= 0.1 * tile**2:
+        return None
+    return (
+        f"each {tile}-px window adds only {new} x {new} new px ({100 * new**2 / tile**2:.2g}% of its work); a larger "
+        "--tile or a smaller --overlap predicts much faster"
+    )
+
+
 @dataclass
 class _Axis:
     """The windows along one axis: what each reads and where it writes."""

@@ -11,7 +11,7 @@ from tqdm import tqdm
 
 from unetlab.data.io import read_image
 from unetlab.errors import UnetlabError, plural
-from unetlab.inference import BLENDS
+from unetlab.inference import BLENDS, tiling_note
 from unetlab.outputs import (
     collect_inputs,
     make_output_folder,
@@ -71,8 +71,9 @@ def add_predictor_options(parser) -> None:
 
 
 def make_predictor(args) -> Predictor:
-    """The `Predictor` of `args.checkpoint` with the options of `add_predictor_options`."""
-    return Predictor(
+    """The `Predictor` of `args.checkpoint` with the options of `add_predictor_options`; notes on settings that
+    work but are probably not what was meant."""
+    predictor = Predictor(
         args.checkpoint,
         device=args.device,
         amp=args.amp,
@@ -83,6 +84,16 @@ def make_predictor(args) -> Predictor:
         blend=args.blend,
         batch_size=args.batch_size,
     )
+    notes = [tiling_note(predictor.model, predictor.tile, predictor.overlap)]
+    if predictor.threshold is not None and not 0 < predictor.threshold < 1:
+        every = "every" if predictor.threshold <= 0 else "almost no"
+        notes.append(
+            f"threshold {predictor.threshold:g} marks {every} pixel as foreground; the model may be undertrained "
+            "(train longer), or pass --threshold"
+        )
+    for note in filter(None, notes):
+        print(f"note: {note}", file=sys.stderr)
+    return predictor
 
 
 def run(args) -> int:
@@ -101,13 +112,6 @@ def run(args) -> int:
         f"tile {predictor.tile} px, overlap {predictor.overlap} px, batch {args.batch_size}"
         f"{', TTA' if args.tta else ''}{amp}; {plural(len(paths), 'image')} -> {out}"
     )
-    if predictor.threshold is not None and not 0 < predictor.threshold < 1:
-        every = "every" if predictor.threshold <= 0 else "almost no"
-        print(
-            f"note: threshold {predictor.threshold:g} marks {every} pixel as foreground; the model may be "
-            "undertrained (train longer), or pass --threshold",
-            file=sys.stderr,
-        )
     bars = sys.stderr.isatty()
     failed = []
     for path, name in tqdm(list(zip(paths, names)), unit="image", disable=not bars):
