@@ -222,3 +222,13 @@ def test_a_tiling_that_mostly_recomputes_gets_a_note(tmp_path, images, capsys):
     assert run(ckpt, images / "b.tif", "--out", tmp_path / "o", "--tile", "10") == 0
     assert "window adds only 4 x 4 new px" in capsys.readouterr().err
     assert read_mask(tmp_path / "o" / "b.png").shape == (20, 9)
+
+
+def test_a_full_disk_is_one_line_not_a_traceback(tmp_path, images, capsys, monkeypatch):
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(tmp_path / "out" / "a.png"))
+
+    monkeypatch.setattr("unetlab.cli.predict.write_prediction", full)
+    assert run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "out") == 1
+    err = capsys.readouterr().err
+    assert err == f"unetlab predict: error: [Errno 28] No space left on device: '{tmp_path / 'out' / 'a.png'}'\n"

@@ -2,7 +2,8 @@
 
 Each command module has `add_parser(subparsers)`, which registers its arguments and sets `func`, and a handler
 that parses nothing more, calls the library and returns an exit code. A `UnetlabError` (a user's mistake) is
-printed as one line without a traceback, with exit status 2.
+printed as one line without a traceback, with exit status 2; an `OSError` that the library did not turn into one
+(a full disk, a permission denied) is printed the same way, with exit status 1.
 """
 
 import argparse
@@ -44,6 +45,9 @@ def main(argv: list[str] | None = None) -> int:
     except UnetlabError as exc:
         print(f"unetlab {name}: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # the machine's refusal (disk full, no permission): its reason and file, no traceback
+        print(f"unetlab {name}: error: {exc}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         print(f"unetlab {name}: interrupted", file=sys.stderr)
         return 130
