@@ -179,20 +179,17 @@ def test_train_refuses_a_run_folder_that_is_not_empty(tmp_path):
         train(tiny_config(tmp_path, out=str(tmp_path / "file")))
 
 
-def test_a_run_folder_without_checkpoints_is_started_afresh(tmp_path, capsys):
+def test_a_run_folder_without_checkpoints_is_refused_with_a_hint_and_kept(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints").mkdir(parents=True)  # as a run that failed before its first checkpoint leaves it
     (run_dir / "config.yaml").write_text("epochs: 99\n")
-    (run_dir / "metrics.jsonl").write_text('{"epoch": 7}\n')
-    train(tiny_config(tmp_path, epochs=1))
-    assert "saved no checkpoint; starting it afresh" in capsys.readouterr().out
-    assert [r["epoch"] for r in records(run_dir)] == [1] and (run_dir / "checkpoints" / "last.pt").is_file()
+    with pytest.raises(UnetlabError, match="looks like a run that stopped before its first checkpoint: delete it"):
+        train(tiny_config(tmp_path, epochs=1))
+    assert (run_dir / "config.yaml").read_text() == "epochs: 99\n"  # never cleared for the user
     (tmp_path / "mine").mkdir()
-    (tmp_path / "mine" / "config.yaml").write_text("x")
-    (tmp_path / "mine" / "notes.txt").write_text("x")  # not a run's file: the folder is left alone
+    (tmp_path / "mine" / "notes.txt").write_text("x")
     with pytest.raises(UnetlabError, match="is not empty; choose a new folder"):
         train(tiny_config(tmp_path, out=str(tmp_path / "mine")))
-    assert (tmp_path / "mine" / "notes.txt").read_text() == "x"
 
 
 def test_train_classic_valid_model_crops_the_mask_to_its_output(tmp_path):

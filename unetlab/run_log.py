@@ -10,7 +10,6 @@
 
 import json
 import math
-import shutil
 import time
 from pathlib import Path
 
@@ -28,31 +27,32 @@ IGNORE_COLOUR = np.array([128, 128, 128], dtype=np.uint8)  # unlabelled pixels i
 def new_run_dir(out: str | None, main: bool = True) -> Path:
     """The folder of a new run: `out`, which must be empty or absent (never another run's), or runs/<timestamp>.
 
-    Only the main process (`main`) checks the folder and clears a run that saved nothing; the others, which write
-    nothing there, get the path alone (so no process sees files that the main one has just written).
+    Only the main process (`main`) checks the folder; the others, which write nothing there, get the path alone (so
+    no process sees files that the main one has just written).
     """
     run_dir = Path(out or f"runs/{time.strftime('%Y%m%d-%H%M%S')}")
     if not main:
         return run_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise UnetlabError(f"--out {run_dir} is a file; give a folder for the run")
-    if run_dir.is_dir() and _never_saved(run_dir):  # a run that stopped before its first checkpoint: start afresh
-        print(f"unetlab train: note: --out {run_dir} holds a run that saved no checkpoint; starting it afresh")
-        for entry in run_dir.iterdir():
-            shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
     if run_dir.is_dir() and any(run_dir.iterdir()):
-        resumable = (run_dir / "checkpoints" / "last.pt").is_file()
-        hint = f"continue that run with --resume {run_dir}, or choose" if resumable else "choose"
-        raise UnetlabError(f"--out {run_dir} is not empty; {hint} a new folder, so that nothing in it is overwritten")
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            hint = f"continue that run with --resume {run_dir}, or choose a new folder"
+        elif _looks_unsaved(run_dir):
+            hint = f"it looks like a run that stopped before its first checkpoint: delete it ({run_dir}), or choose"
+            hint += " a new folder"
+        else:
+            hint = "choose a new folder"
+        raise UnetlabError(f"--out {run_dir} is not empty; {hint}, so that nothing in it is overwritten")
     return run_dir
 
 
-def _never_saved(run_dir: Path) -> bool:
-    """True for a non-empty folder holding only what a run writes before its first checkpoint."""
+def _looks_unsaved(run_dir: Path) -> bool:
+    """True for a folder holding only what a run writes before its first checkpoint (it is never cleared for the
+    user: it might be a run still in its first epoch, or hold the user's own files under those names)."""
     entries = {p.name for p in run_dir.iterdir()}
     checkpoints = run_dir / "checkpoints"
-    saved = checkpoints.is_dir() and any(checkpoints.iterdir())
-    return bool(entries) and entries <= RUN_ENTRIES and not saved
+    return entries <= RUN_ENTRIES and not (checkpoints.is_dir() and any(checkpoints.iterdir()))
 
 
 def colourise(classes: np.ndarray) -> np.ndarray:
