@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from unetlab import create_model
+from unetlab import UnetlabError, create_model
 from unetlab.checkpoint import save_checkpoint
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
@@ -93,6 +93,10 @@ def test_same_file_names_in_two_folders_keep_their_folders_under_out(tmp_path, i
     write_image(tmp_path / "other" / "a.png", np.zeros((4, 4), dtype=np.uint8))
     inputs = [images / "a.png", images / "c.png", tmp_path / "other" / "a.png"]
     assert output_names(inputs) == ["images/a", "images/c", "other/a"]
+    for name in ("a.png", "a.tif", "a_png.png"):  # a.png and a.tif become a_png and a_tif
+        write_image(tmp_path / "clash" / name, np.zeros((4, 4), dtype=np.uint8))
+    with pytest.raises(UnetlabError, match="a_png.png would both be written as a_png; rename one of them"):
+        output_names(collect_inputs([tmp_path / "clash"]))
     out = tmp_path / "out"
     assert run(checkpoint(tmp_path, [0, 255]), str(tmp_path / "**" / "a.png"), "--out", out, "--probs") == 0
     assert read_mask(out / "other" / "a.png").shape == (4, 4) and read_mask(out / "images" / "a.png").shape == (37, 51)

@@ -84,13 +84,25 @@ def output_names(paths: list[Path]) -> list[str]:
     - When inputs from different folders would still share a name (`p1/slide.png`, `p2/slide.png`, as a `**` glob
       finds them), every name keeps its folder below the inputs' common folder (`p1/slide`, `p2/slide`), so the
       output mirrors the input tree.
+
+    Raises:
+        UnetlabError: for inputs that would still share a name (`y.png` and `y.tif` beside a `y_png.png`).
     """
     stems = Counter((p.parent, p.stem) for p in paths)
     names = [p.stem if stems[p.parent, p.stem] == 1 else f"{p.stem}_{p.suffix.lstrip('.').lower()}" for p in paths]
-    if len(set(names)) == len(names):
-        return names
-    root = Path(os.path.commonpath([p.parent for p in paths]))
-    return [(p.parent.relative_to(root) / name).as_posix() for p, name in zip(paths, names)]
+    if len(set(names)) < len(names):
+        try:
+            root = Path(os.path.commonpath([p.parent for p in paths]))
+        except ValueError:  # no common folder (another drive): the clash is named below
+            root = None
+        if root is not None:
+            names = [(p.parent.relative_to(root) / name).as_posix() for p, name in zip(paths, names)]
+    first: dict[str, Path] = {}
+    for path, name in zip(paths, names):
+        other = first.setdefault(name, path)
+        if other != path:  # e.g. y.png and y.tif beside a y_png.png
+            raise UnetlabError(f"{other} and {path} would both be written as {name}; rename one of them")
+    return names
 
 
 def output_paths(out_dir: Path, name: str, mask_dtype: np.dtype, probs: bool, overlay: bool) -> list[Path]:

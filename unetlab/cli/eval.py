@@ -48,12 +48,12 @@ def run(args) -> int:
     split = args.split or (labelled or list(layout))[0]  # a test/ of images only is skipped for val/
     if split not in layout:
         raise UnetlabError(f"--split {split}: {args.data} has {', '.join(layout)}; choose one of them")
-    out = make_output_folder(args.out) if args.out else None
     pairs, problems = pair_files(*layout[split])
     if problems:
         shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
         raise UnetlabError(f"{shown}; fix these (`unetlab data check {args.data}` lists them) and run again")
     predictor = make_predictor(args)
+    out = make_output_folder(args.out) if args.out else None  # before any image is predicted
     print(f"eval: {args.checkpoint} on {plural(len(pairs), 'image')} of {layout[split][0]}")
     report = evaluate_pairs(predictor, pairs, args.ignore_values, progress=sys.stderr.isatty())
     print(report.format())

@@ -99,8 +99,8 @@ def make_predictor(args) -> Predictor:
 def run(args) -> int:
     paths = collect_inputs(args.inputs)
     names = output_names(paths)
-    out = make_output_folder(args.out)
     predictor = make_predictor(args)
+    out = make_output_folder(args.out)  # after the checkpoint loaded: a mistyped one leaves no empty folder
     mask_dtype = predictor.mask_values.dtype
     outputs = [output_paths(out, name, mask_dtype, args.probs, args.overlay) for name in names]
     refuse_overwriting_inputs(paths, [p for files in outputs for p in files], out)
