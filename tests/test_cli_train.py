@@ -55,7 +55,7 @@ def test_cli_train_resume_refuses_to_change_the_run(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--lr", "0.1", "--base-channels", "8"]) == 2
-    assert "--base-channels, --lr cannot change on resume (only --data, --device" in capsys.readouterr().err
+    assert "--base-channels, --lr cannot change on resume (only --no-cache, --data" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--out", str(tmp_path / "elsewhere")]) == 2
     assert "a resumed run continues in its own folder; drop --out" in capsys.readouterr().err
     assert main(["train", "--resume", str(tmp_path / "nothing"), "--batch-size", "2"]) == 2
@@ -108,7 +108,7 @@ def test_help_states_each_default_once_and_truly():
     assert helps["epochs"].endswith(f"(default: {defaults['epochs']})")
 
 
-def test_cli_train_resume_follows_a_moved_dataset_but_not_another_one(tmp_path, capsys):
+def test_cli_train_resume_follows_a_moved_dataset_but_not_another_one(tmp_path, capsys, monkeypatch):
     from folder_data import box_mask, write_pairs
 
     data = write_pairs(tmp_path / "data", {str(i): box_mask(32, 32, (4, 4, 20, 20 + i)) for i in range(4)})
@@ -117,10 +117,10 @@ def test_cli_train_resume_follows_a_moved_dataset_but_not_another_one(tmp_path, 
     data.rename(tmp_path / "moved")
     assert main(["train", "--resume", str(out), "--epochs", "2", "--no-progress"]) == 2
     assert "is not there any more; if it moved, resume with --data FOLDER" in capsys.readouterr().err
-    assert (
-        main(["train", "--resume", str(out), "--epochs", "2", "--data", str(tmp_path / "moved"), "--no-progress"]) == 0
-    )
-    assert load_checkpoint(out / "checkpoints" / "last.pt").training["state"]["epoch"] == 2
+    monkeypatch.chdir(tmp_path)  # a relative --data, saved absolute
+    assert main(["train", "--resume", str(out), "--epochs", "2", "--data", "moved", "--no-progress", "--no-cache"]) == 0
+    last = load_checkpoint(out / "checkpoints" / "last.pt").training
+    assert last["state"]["epoch"] == 2 and last["config"]["data"]["source"] == str(tmp_path / "moved")
     other = write_pairs(tmp_path / "other", {str(i): box_mask(32, 32, (4, 4, 20, 20), 7 * i) for i in range(4)})
     assert main(["train", "--resume", str(out), "--epochs", "3", "--data", str(other), "--no-progress"]) == 2
-    assert "is not the run's" in capsys.readouterr().err
+    assert "is not the run's: class_values [0, 7, 14, 21] (the run's: [0, 255])" in capsys.readouterr().err

@@ -231,11 +231,11 @@ def resolve_config(*layers: tuple[dict, Path, str]) -> TrainConfig:
             settings["data"] = {"source": settings["data"]}
         if "model" in settings and settings["model"] != values["model"]:
             values["model_kwargs"] = {}
-        values = merge(values, _absolute_paths(settings, folder))
+        values = merge(values, absolute_paths(settings, folder))
     return TrainConfig.from_dict(values, " + ".join(name for *_, name in layers) or "config")
 
 
-def _absolute_paths(settings: dict, folder: Path) -> dict:
+def absolute_paths(settings: dict, folder: Path) -> dict:
     """Paths (data source, validation list, encoder weights, the run folder `out`) made absolute against `folder`.
 
     A relative validation list that is not found there is left as it is: the data module also looks for it in

@@ -116,10 +116,12 @@ class _Session:
             )
         self.train_ds, self.val_ds, self.info = build_datasets(data_cfg)
         if ckpt and ckpt.data is not None and self.info.to_dict() != ckpt.data.to_dict():  # e.g. --data moved
+            now, then = self.info.to_dict(), ckpt.data.to_dict()
+            differ = "; ".join(
+                f"{k} {now.get(k)} (the run's: {then.get(k)})" for k in now | then if now.get(k) != then.get(k)
+            )
             raise UnetlabError(
-                f"the data at {data_cfg.source} ({self.info.in_channels} channel(s), classes "
-                f"{self.info.class_values}) is not the run's ({ckpt.data.in_channels}, {ckpt.data.class_values}); "
-                "resume with the data the run was trained on"
+                f"the data at {data_cfg.source} is not the run's: {differ}; resume with the data the run was trained on"
             )
         self.validate = len(self.val_ds) > 0
         self.model_kwargs = model_kwargs_for_data(cfg, self.info, resuming=ckpt is not None)

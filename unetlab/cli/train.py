@@ -10,7 +10,8 @@ from pathlib import Path
 
 from unetlab.checkpoint import load_training_checkpoint
 from unetlab.cli.common import MODEL_OPTIONS, add_model_options, ignore_value, mask_value
-from unetlab.config import TrainConfig, load_config, merge, resolve_config
+from unetlab.config import TrainConfig, absolute_paths, load_config, merge, resolve_config
+from unetlab.data.datasets import SETTING_FLAGS
 from unetlab.data.transforms import PIPELINES
 from unetlab.errors import UnetlabError
 from unetlab.losses import LOSS_OPTIONS
@@ -29,9 +30,11 @@ RESUME_OVERRIDABLE = {
     "patience",
     "eval_every",
     "samples",
+    "cache",
 }
+FLAG_OF: dict[str, str] = {}  # settings name (argparse dest) -> its flag as typed, filled by add_parser
 # flags that set a field of the data config (TrainConfig.data): dest -> DataConfig field
-DATA_FLAGS = {"data": "source", "w0": "weight_w0", "sigma": "weight_sigma"} | {
+DATA_FLAGS = {"data": "source", **{flag: setting for setting, flag in SETTING_FLAGS.items()}} | {
     name: name
     for name in (
         "image_dir",
@@ -154,6 +157,7 @@ def add_parser(subparsers) -> None:
     group.add_argument("--no-tensorboard", dest="tensorboard", action="store_false", help="no TensorBoard events")
     group.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bar")
     show_defaults(parser)
+    FLAG_OF.update({a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings})
     parser.set_defaults(func=run)
 
 
@@ -209,19 +213,15 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
             f"drop --resume to start a new run in {args.out}"
         )
     given = set(vars(args)) - {"func", "command", "command_name", "config", "resume"}  # flags not given are absent
-    changed = [_flag(dest) for dest in sorted(given - RESUME_OVERRIDABLE)]
+    changed = [FLAG_OF[dest] for dest in sorted(given - RESUME_OVERRIDABLE)]
     if changed:
         raise UnetlabError(
             f"--resume keeps the run's settings; {', '.join(changed)} cannot change on resume (only "
-            f"{', '.join(_flag(d) for d in sorted(RESUME_OVERRIDABLE))} can); drop --resume to start a new run with "
-            "other settings"
+            f"{', '.join(FLAG_OF[d] for d in sorted(RESUME_OVERRIDABLE))} can); drop --resume to start a new run "
+            "with other settings"
         )
+    flags = absolute_paths(flags, Path.cwd())  # a moved --data, saved absolute like the run's other paths
     return TrainConfig.from_dict(merge(saved, flags), f"{resume} + command line")
-
-
-def _flag(dest: str) -> str:
-    """The command-line flag of a settings name: "batch_size" -> "--batch-size", "progress" -> "--no-progress"."""
-    return f"--{'no-' if dest in ('progress', 'tensorboard') else ''}{dest.replace('_', '-')}"
 
 
 def run(args) -> int:
