@@ -144,9 +144,11 @@ def test_missing_checkpoint_is_named(tmp_path):
 def test_a_model_passed_in_keeps_its_mode_and_predicts_in_eval_mode(mode):
     model = create_model("unet", base_channels=4, depth=2, num_classes=1, dropout=0.5)
     getattr(model, mode)()
+    frozen = next(m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d))
+    frozen.eval()  # a caller's own choice inside the model, kept too
     image = np.random.default_rng(0).random((24, 20), dtype=np.float32)
     first, second = predict(model, image).probs, predict(model, image).probs
-    assert model.training == (mode == "train")
+    assert model.training == (mode == "train") and not frozen.training
     np.testing.assert_array_equal(first, second)  # dropout off: eval mode inside each call
 
 

@@ -95,7 +95,9 @@ class Predictor:
             raise UnetlabError(f"cannot predict with a {type(network).__name__}; pass a unetlab model or checkpoint")
         owned = isinstance(checkpoint, Checkpoint)  # a model the caller passed is theirs: see `device`
         self.device = _own_device(network) if device == "auto" and not owned else resolve_device(device)
-        self.model = network.to(self.device).train(network.training and not owned)  # its own: eval mode
+        self.model = network.to(self.device)
+        if owned:
+            self.model.eval()
         self.dtype = next((p.dtype for p in network.parameters() if p.is_floating_point()), torch.float32)
         self.num_classes = network.num_classes
         known = checkpoint if isinstance(checkpoint, Checkpoint) else None
@@ -140,7 +142,7 @@ class Predictor:
                 "numpy.moveaxis(image, 0, -1)"
             )
         tensor = self.data.image_to_tensor(image, source).to(self.dtype)  # (C, H, W), normalised
-        training = self.model.training
+        modes = [(module, module.training) for module in self.model.modules()]  # a caller's model, restored below
         try:
             self.model.eval()
             logits = predict_tiled(
@@ -155,7 +157,8 @@ class Predictor:
                 progress=progress,
             )
         finally:
-            self.model.train(training)
+            for module, training in modes:
+                module.training = training
         probs, classes = self._probs_and_classes(logits)
         return Prediction(probs=probs.numpy(), classes=classes, mask=self.mask_values[classes])
 
