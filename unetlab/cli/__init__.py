@@ -2,11 +2,12 @@
 
 Each command module has `add_parser(subparsers)`, which registers its arguments and sets `func`, and a handler
 that parses nothing more, calls the library and returns an exit code. A `UnetlabError` (a user's mistake) is
-printed as one line without a traceback, with exit status 2; an `OSError` that the library did not turn into one
-(a full disk, a permission denied) is printed the same way, with exit status 1.
+printed as one line without a traceback, with exit status 2; an `OSError` of the machine (a full disk, a permission
+denied) that the library did not turn into one is printed the same way, with exit status 1.
 """
 
 import argparse
+import errno
 import importlib
 import sys
 
@@ -14,6 +15,8 @@ from unetlab import __version__
 from unetlab.cli.common import LeafParser
 from unetlab.errors import UnetlabError
 
+# the machine's refusals (a full disk, no permission, a read-only or failing drive): one line, not a traceback
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
 COMMANDS = (
     "train",
     "predict",
@@ -45,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     except UnetlabError as exc:
         print(f"unetlab {name}: error: {exc}", file=sys.stderr)
         return 2
-    except OSError as exc:  # the machine's refusal (disk full, no permission): its reason and file, no traceback
+    except OSError as exc:
+        if exc.errno not in MACHINE_ERRNOS:
+            raise  # anything else may be a bug: its traceback is worth seeing
         print(f"unetlab {name}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
