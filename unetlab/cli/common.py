@@ -30,6 +30,42 @@ class LeafParser(argparse.ArgumentParser):
         return super().format_help()
 
 
+def add_folder_options(parser, defaults: dict | None = None, classes: bool = True) -> None:
+    """The options that read a dataset folder, named and explained alike for train, data check and eval.
+
+    Args:
+        parser: the parser or argument group to add them to.
+        defaults: dest -> default; an option left out takes the parser's own `argument_default`.
+        classes: also the class table and the validation split (train, data check); eval reads only the layout.
+    """
+
+    def add(flag: str, **kwargs) -> None:
+        dest = flag.removeprefix("--").replace("-", "_")
+        parser.add_argument(flag, **kwargs, **({"default": defaults[dest]} if dest in (defaults or {}) else {}))
+
+    add("--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>), or an absolute path")
+    add("--mask-dir", metavar="NAME", help="mask folder, like --image-dir")
+    if not classes:
+        return
+    add("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
+    add("--val-fraction", type=float, help="seeded share of the pairs held out")
+    add(
+        "--class-values",
+        nargs="+",
+        type=mask_value,
+        metavar="V",
+        help="mask value of each class in order, e.g. 0 255, or colours 0,0,0 255,0,0; other values are refused",
+    )
+    add("--class-names", nargs="+", metavar="NAME", help="one name per class")
+    add(
+        "--ignore-values",
+        nargs="+",
+        type=ignore_value,
+        metavar="V",
+        help="unlabelled mask values, or class names such as void",
+    )
+
+
 def add_model_options(parser: argparse.ArgumentParser, default=None, title: str | None = None) -> None:
     """The model knobs of `create_model`, as flags; a flag left out keeps the registered model's default.
 

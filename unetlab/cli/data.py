@@ -4,7 +4,7 @@ The flags name the dataset options as `unetlab train` does, so that a folder rep
 `unetlab train --data DIR` with the same flags accepts.
 """
 
-from unetlab.cli.common import LeafParser, ignore_value, mask_value
+from unetlab.cli.common import LeafParser, add_folder_options
 from unetlab.data import DataConfig
 from unetlab.data.check import check_folder
 
@@ -21,33 +21,9 @@ def add_parser(subparsers) -> None:
         "the dataset, 2 otherwise.",
     )
     check.add_argument("dir", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
-    check.add_argument(
-        "--image-dir",
-        default="images",
-        metavar="NAME",
-        help="image folder under DIR (or DIR/<split>), or an absolute path",
-    )
-    check.add_argument("--mask-dir", default="masks", metavar="NAME", help="mask folder, like --image-dir")
-    check.add_argument(
-        "--class-values",
-        nargs="+",
-        type=mask_value,
-        metavar="V",
-        help="mask value of each class in order, e.g. 0 255, or colours 0,0,0 255,0,0; other values are problems",
-    )
-    check.add_argument("--class-names", nargs="+", metavar="NAME", help="one name per class")
-    check.add_argument(
-        "--ignore-values",
-        nargs="+",
-        type=ignore_value,
-        default=[],
-        metavar="V",
-        help="unlabelled mask values, or class names such as void",
-    )
-    check.add_argument("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
-    check.add_argument(
-        "--val-fraction", type=float, default=DataConfig.val_fraction, help="seeded share of the pairs held out"
-    )
+    config = DataConfig()  # the defaults train reads a folder with
+    fields = ("image_dir", "mask_dir", "ignore_values", "val_fraction")
+    add_folder_options(check, {field: getattr(config, field) for field in fields})
     check.set_defaults(func=run, command_name="data check")
 
 

@@ -2,8 +2,9 @@
 
 import sys
 
-from unetlab.cli.common import mask_value
+from unetlab.cli.common import add_folder_options, mask_value
 from unetlab.cli.predict import add_predictor_options, make_predictor
+from unetlab.data import DataConfig
 from unetlab.data.folders import find_layout, pair_files
 from unetlab.errors import UnetlabError, plural
 from unetlab.outputs import make_output_folder
@@ -20,15 +21,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `unetlab train`")
     parser.add_argument("data", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
     parser.add_argument("--split", help="split of a split layout to score (default: test if it has masks, else val)")
-    parser.add_argument(
-        "--image-dir",
-        default="images",
-        metavar="NAME",
-        help="image folder under DIR (or DIR/<split>), or an absolute path (default: images)",
-    )
-    parser.add_argument(
-        "--mask-dir", default="masks", metavar="NAME", help="mask folder, like --image-dir (default: masks)"
-    )
+    add_folder_options(parser, {"image_dir": DataConfig.image_dir, "mask_dir": DataConfig.mask_dir}, classes=False)
     parser.add_argument(
         "--ignore-values",
         nargs="+",

@@ -9,7 +9,7 @@ import argparse
 from pathlib import Path
 
 from unetlab.checkpoint import load_training_checkpoint
-from unetlab.cli.common import MODEL_OPTIONS, add_model_options, ignore_value, mask_value
+from unetlab.cli.common import MODEL_OPTIONS, add_folder_options, add_model_options
 from unetlab.config import TrainConfig, absolute_paths, load_config, merge, resolve_config
 from unetlab.data.datasets import SETTING_FLAGS
 from unetlab.data.transforms import PIPELINES
@@ -79,27 +79,7 @@ def add_parser(subparsers) -> None:
     # data
     group = parser.add_argument_group("data (default: the built-in synthetic cells)")
     group.add_argument("--data", metavar="DIR", help="dataset folder, or synthetic-cells / synthetic-shapes")
-    group.add_argument(
-        "--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>), or an absolute path"
-    )
-    group.add_argument("--mask-dir", metavar="NAME", help="mask folder, like --image-dir")
-    group.add_argument("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
-    group.add_argument("--val-fraction", type=float, help="seeded share of the pairs held out")
-    group.add_argument(
-        "--class-values",
-        nargs="+",
-        metavar="V",
-        type=mask_value,
-        help="mask value of each class in order, e.g. 0 255, or colours 0,0,0 255,0,0",
-    )
-    group.add_argument("--class-names", nargs="+", metavar="NAME", help="one name per class")
-    group.add_argument(
-        "--ignore-values",
-        nargs="+",
-        metavar="V",
-        type=ignore_value,
-        help="unlabelled mask values, or class names such as void",
-    )
+    add_folder_options(group)  # defaults: TrainConfig's, shown by show_defaults
     group.add_argument("--mean", nargs="+", type=float, metavar="M", help="fixed per-channel mean on [0, 1]")
     group.add_argument("--std", nargs="+", type=float, metavar="S", help="fixed per-channel std on [0, 1]")
     group.add_argument("--patch-size", type=int, help="training patch side in px")
