@@ -3,10 +3,10 @@
     python benchmarks/bench_export.py                    # ONNX and TorchScript, every model, default sizes
     python benchmarks/bench_export.py --models unet-classic --formats onnx
 
-Each model (random weights, seed 0, eval mode) is exported by `unetlab.export.export_model` with dynamic batch, height
-and width, then run by `check_export` on a random input of another batch size and shape than the traced one (ONNX
-Runtime for ONNX). The table gives that input, the largest absolute difference from PyTorch, the largest logit (for
-scale), the file size and the export time.
+Each model (random weights, seed 0, eval mode) is exported by `unetlab.inference.export.export_model` with dynamic
+batch, height and width, then run by `check_export` on a random input of another batch size and shape than the traced
+one (ONNX Runtime for ONNX). The table gives that input, the largest absolute difference from PyTorch, the largest
+logit (for scale), the file size and the export time.
 """
 
 import argparse
@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from unetlab import create_model, list_models
-from unetlab.export import FORMATS, check_export, export_model, export_shapes
+from unetlab.inference.export import FORMATS, check_export, export_model, export_shapes
 
 
 def main() -> None:

@@ -4,7 +4,7 @@
     python benchmarks/bench_models.py --device cuda --batch 16 --steps 20 --channels-last --amp bf16
     python benchmarks/bench_models.py --no-time                 # parameters and GFLOPs only
 
-GFLOPs come from `unetlab.summary` (convolutions, 2 per multiply-add, one image); the classic network is also
+GFLOPs come from `unetlab.models.summary` (convolutions, 2 per multiply-add, one image); the classic network is also
 reported at the paper's 1 x 572 x 572. Time is the median of `--steps` forward + backward + SGD steps after two
 warm-up steps; TFLOP/s counts forward + backward as 3x the forward FLOPs.
 """
@@ -16,7 +16,7 @@ import time
 import torch
 
 from unetlab import create_model, list_models
-from unetlab.summary import summarize
+from unetlab.models.summary import summarize
 
 
 def time_step(model, image, steps: int, amp: str | None) -> float:

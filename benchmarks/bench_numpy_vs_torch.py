@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from unetlab import create_model
-from unetlab.numpy_unet import NumpyUNet
+from unetlab.twin import NumpyUNet
 
 
 def time_steps(steps: dict, repeats: int) -> dict[str, list[float]]:

@@ -25,8 +25,8 @@ import json, sys, time
 from pathlib import Path
 import torch
 from unetlab.data.io import read_image
-from unetlab.outputs import write_prediction
-from unetlab.prediction import Predictor
+from unetlab.inference.outputs import write_prediction
+from unetlab.inference.predictor import Predictor
 
 def status(field):
     for line in open("/proc/self/status"):
@@ -61,9 +61,9 @@ def main() -> None:
     import torch
 
     from unetlab import create_model
-    from unetlab.checkpoint import save_checkpoint
     from unetlab.data.info import DataInfo
     from unetlab.data.io import write_image
+    from unetlab.training.checkpoint import save_checkpoint
 
     options = {"tile": args.tile, "overlap": args.overlap, "batch_size": args.batch_size, "tta": args.tta}
     options["device"] = args.device

@@ -14,7 +14,7 @@ from pathlib import Path
 from PIL import Image
 
 from unetlab.data.synthetic import generate_cell_instances
-from unetlab.weight_map import border_weight_map
+from unetlab.data.weight_map import border_weight_map
 
 
 def main() -> None:

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from unetlab import UnetlabError, create_model
-from unetlab.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, save_checkpoint
 from unetlab.data.info import DataInfo
-from unetlab.export import export_model
+from unetlab.inference.export import export_model
+from unetlab.training.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, save_checkpoint
 
 
 def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):

@@ -9,12 +9,12 @@ import pytest
 from PIL import Image
 
 from unetlab import UnetlabError, create_model
-from unetlab.checkpoint import save_checkpoint
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image, read_mask, write_image
-from unetlab.outputs import collect_inputs, output_names, overlay
-from unetlab.prediction import Predictor
+from unetlab.inference.outputs import collect_inputs, output_names, overlay
+from unetlab.inference.predictor import Predictor
+from unetlab.training.checkpoint import save_checkpoint
 
 
 @pytest.fixture

@@ -2,8 +2,8 @@
 
 import yaml
 
-from unetlab.checkpoint import load_checkpoint
 from unetlab.cli import main
+from unetlab.training.checkpoint import load_checkpoint
 
 TINY = [
     "--num-train",
@@ -83,11 +83,11 @@ def test_cli_train_bad_inputs_exit_2_with_one_line(tmp_path, capsys):
 def test_cli_train_exit_status_tells_an_interrupted_run(monkeypatch, tmp_path):
     import signal
 
-    import unetlab.train
-    from unetlab.train import TrainResult, TrainState
+    import unetlab.training.engine
+    from unetlab.training.engine import TrainResult, TrainState
 
     result = TrainResult(tmp_path, TrainState(), {}, "interrupted", signal=signal.SIGTERM)
-    monkeypatch.setattr(unetlab.train, "train", lambda cfg, resume=None: result)
+    monkeypatch.setattr(unetlab.training.engine, "train", lambda cfg, resume=None: result)
     assert main(["train", "--out", str(tmp_path / "r")]) == 128 + signal.SIGTERM
 
 
@@ -98,7 +98,7 @@ def test_cli_train_weight_map_needs_a_cross_entropy_term(capsys):
 
 def test_help_states_each_default_once_and_truly():
     from unetlab.cli import build_parser
-    from unetlab.config import TrainConfig
+    from unetlab.training.config import TrainConfig
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     helps = {action.dest: action.help for action in train._actions if action.help}

@@ -6,7 +6,7 @@ import pytest
 import yaml
 
 from unetlab import UnetlabError
-from unetlab.config import DEFAULT_MODEL_KWARGS, TrainConfig, load_config, resolve_config
+from unetlab.training.config import DEFAULT_MODEL_KWARGS, TrainConfig, load_config, resolve_config
 
 
 def layer(settings: dict, folder: Path = Path("/tmp"), name: str = "test") -> tuple[dict, Path, str]:

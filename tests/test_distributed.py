@@ -6,8 +6,8 @@ import sys
 import pytest
 import torch
 
-from unetlab.checkpoint import load_checkpoint
 from unetlab.cli import main
+from unetlab.training.checkpoint import load_checkpoint
 
 # No BatchNorm (its statistics are per process), a per-pixel mean loss, no augmentation (drawn per process batch):
 # then DDP's averaged gradient is the single-process gradient of the joint batch.

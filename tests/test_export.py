@@ -8,10 +8,10 @@ import torch
 from conftest import tiny_model
 
 from unetlab import UnetlabError, list_models
-from unetlab.checkpoint import save_checkpoint
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
-from unetlab.export import check_export, export_metadata, export_model, export_shapes
+from unetlab.inference.export import check_export, export_metadata, export_model, export_shapes
+from unetlab.training.checkpoint import save_checkpoint
 
 # Float32 kernels that sum in another order (ONNX Runtime, TorchScript's fusions) differ by ~1e-7 here.
 PARITY = 1e-5

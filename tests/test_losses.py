@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from unetlab import UnetlabError
 from unetlab.data.info import IGNORE_INDEX
-from unetlab.losses import LOSS_OPTIONS, build_loss
+from unetlab.training.losses import LOSS_OPTIONS, build_loss
 
 
 def random_inputs(k, n=2, h=6, w=7, seed=0):

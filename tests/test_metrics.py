@@ -9,7 +9,7 @@ import torch
 
 from unetlab import UnetlabError
 from unetlab.data.info import IGNORE_INDEX
-from unetlab.metrics import MetricAccumulator, accuracy, confusion_counts, dice, iou, precision, recall
+from unetlab.evaluation.metrics import MetricAccumulator, accuracy, confusion_counts, dice, iou, precision, recall
 
 
 def random_masks(n=3, k=4, h=10, w=12, seed=0):

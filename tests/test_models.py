@@ -5,8 +5,8 @@ import torch
 from conftest import tiny_model
 
 from unetlab import UnetlabError, create_model, list_models
+from unetlab.models.summary import summarize
 from unetlab.models.unet import valid_input_sizes, valid_output_size
-from unetlab.summary import summarize
 
 ALL = list_models()
 

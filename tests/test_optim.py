@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from unetlab import UnetlabError
-from unetlab.optim import Plateau, build_optimizer, get_lr
+from unetlab.training.optim import Plateau, build_optimizer, get_lr
 
 
 def torch_rates(scheduler_cls, steps: int, **kwargs) -> list[float]:

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from unetlab import create_model, list_models
 from unetlab.cli import main
-from unetlab.summary import format_summary, summarize
+from unetlab.models.summary import format_summary, summarize
 
 
 @pytest.mark.parametrize("name", list_models())

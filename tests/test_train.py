@@ -10,12 +10,12 @@ import pytest
 import torch
 
 from unetlab import UnetlabError
-from unetlab.checkpoint import load_checkpoint
-from unetlab.config import TrainConfig
 from unetlab.data import DataConfig
-from unetlab.evaluate import metric_names
-from unetlab.optim import get_lr
-from unetlab.train import train
+from unetlab.evaluation.validation import metric_names
+from unetlab.training.checkpoint import load_checkpoint
+from unetlab.training.config import TrainConfig
+from unetlab.training.engine import train
+from unetlab.training.optim import get_lr
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:

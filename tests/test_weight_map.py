@@ -8,7 +8,7 @@ import pytest
 
 from unetlab.data.info import IGNORE_INDEX
 from unetlab.data.synthetic import generate_cell_instances
-from unetlab.weight_map import border_weight_map, connected_components, two_nearest_distances
+from unetlab.data.weight_map import border_weight_map, connected_components, two_nearest_distances
 
 
 def test_connected_components_match_scikit_image_on_random_multiclass_masks():

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from unetlab.twin import max_errors, within_tolerance
+from unetlab.twin.bridge import max_errors, within_tolerance
 
 MAX_REL_ERROR = 1e-9  # the twin's promise in float64: max |twin - torch| / max |torch| per tensor
 

@@ -1,6 +1,6 @@
 """unetlab: U-Nets for image segmentation, built from scratch and built twice.
 
-The public API below loads on first use (PEP 562), so that `import unetlab.numpy_unet`, the NumPy twin, imports
+The public API below loads on first use (PEP 562), so that `import unetlab.twin`, the NumPy twin, imports
 NumPy alone and never torch.
 """
 
@@ -16,9 +16,9 @@ _PUBLIC = {  # name -> the module that defines it
     "UNet": "unetlab.models",
     "create_model": "unetlab.models",
     "list_models": "unetlab.models",
-    "Prediction": "unetlab.prediction",
-    "Predictor": "unetlab.prediction",
-    "predict": "unetlab.prediction",
+    "Prediction": "unetlab.inference.predictor",
+    "Predictor": "unetlab.inference.predictor",
+    "predict": "unetlab.inference.predictor",
 }
 
 __all__ = ["UnetlabError", "__version__", *_PUBLIC]

@@ -7,8 +7,8 @@ from unetlab.cli.predict import add_predictor_options, make_predictor
 from unetlab.data import DataConfig
 from unetlab.data.folders import find_layout, pair_files
 from unetlab.errors import UnetlabError, plural
-from unetlab.outputs import make_output_folder
-from unetlab.report import evaluate_pairs
+from unetlab.evaluation.report import evaluate_pairs
+from unetlab.inference.outputs import make_output_folder
 
 
 def add_parser(subparsers) -> None:

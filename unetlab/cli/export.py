@@ -1,8 +1,8 @@
 """`unetlab export CHECKPOINT --format onnx|torchscript --out FILE`: a deployable file, checked against PyTorch."""
 
-from unetlab.checkpoint import load_checkpoint
 from unetlab.errors import UnetlabError
-from unetlab.export import FORMATS, check_export, export_metadata, export_model, export_shapes
+from unetlab.inference.export import FORMATS, check_export, export_metadata, export_model, export_shapes
+from unetlab.training.checkpoint import load_checkpoint
 
 # Largest |PyTorch - exported| accepted. Float32 kernels that sum in another order differ by ~1e-7 of the logits'
 # size (logits are rarely above 100); a wrong graph differs by about the logits' size.

@@ -1,6 +1,6 @@
 """`unetlab predict CHECKPOINT INPUTS... --out DIR`: segment images of any size with a trained model.
 
-Each image is read, predicted by overlap-tile (`unetlab.prediction.Predictor`) and written at once, so an image
+Each image is read, predicted by overlap-tile (`unetlab.inference.predictor.Predictor`) and written at once, so an image
 that fails (unreadable, wrong channels) is reported and skipped without losing the outputs already written; the
 command then exits with status 2.
 """
@@ -10,9 +10,9 @@ import sys
 from tqdm import tqdm
 
 from unetlab.data.io import read_image
+from unetlab.device import AMP_DTYPES
 from unetlab.errors import UnetlabError, plural
-from unetlab.inference import BLENDS, tiling_note
-from unetlab.outputs import (
+from unetlab.inference.outputs import (
     collect_inputs,
     make_output_folder,
     output_names,
@@ -20,8 +20,8 @@ from unetlab.outputs import (
     refuse_overwriting_inputs,
     write_prediction,
 )
-from unetlab.prediction import Predictor
-from unetlab.runtime import AMP_DTYPES
+from unetlab.inference.predictor import Predictor
+from unetlab.inference.tiling import BLENDS, tiling_note
 
 
 def add_parser(subparsers) -> None:

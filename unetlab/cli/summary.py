@@ -3,7 +3,7 @@
 from unetlab.cli.common import add_model_options, model_kwargs, parse_shape
 from unetlab.errors import UnetlabError, plural
 from unetlab.models import create_model, list_models
-from unetlab.summary import format_summary, summarize
+from unetlab.models.summary import format_summary, summarize
 
 
 def add_parser(subparsers) -> None:

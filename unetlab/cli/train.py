@@ -8,16 +8,16 @@ Settings resolve in three layers: `TrainConfig` defaults, then `--config FILE.ya
 import argparse
 from pathlib import Path
 
-from unetlab.checkpoint import load_training_checkpoint
 from unetlab.cli.common import MODEL_OPTIONS, add_folder_options, add_model_options
-from unetlab.config import TrainConfig, absolute_paths, load_config, merge, resolve_config
 from unetlab.data.datasets import SETTING_FLAGS
 from unetlab.data.transforms import PIPELINES
+from unetlab.device import AMP_DTYPES
 from unetlab.errors import UnetlabError
-from unetlab.losses import LOSS_OPTIONS
 from unetlab.models import list_models
-from unetlab.optim import OPTIMIZERS, SCHEDULES
-from unetlab.runtime import AMP_DTYPES
+from unetlab.training.checkpoint import load_training_checkpoint
+from unetlab.training.config import TrainConfig, absolute_paths, load_config, merge, resolve_config
+from unetlab.training.losses import LOSS_OPTIONS
+from unetlab.training.optim import OPTIMIZERS, SCHEDULES
 
 RESUME_OVERRIDABLE = {
     "data",  # the same dataset, moved (checked against the checkpoint's data info)
@@ -205,7 +205,7 @@ def resolve(args: argparse.Namespace) -> TrainConfig:
 
 
 def run(args) -> int:
-    from unetlab.train import train  # imported here: keeps `unetlab --help` quick
+    from unetlab.training.engine import train  # imported here: keeps `unetlab --help` quick
 
     cfg = resolve(args)
     result = train(cfg, resume=getattr(args, "resume", None))

@@ -18,10 +18,10 @@ from unetlab.cli.common import LeafParser, model_kwargs, parse_shape
 from unetlab.data.synthetic import CLASS_NAMES, generate
 from unetlab.errors import UnetlabError
 from unetlab.models import create_model, model_options
-from unetlab.numpy_unet import NumpyUNet
-from unetlab.numpy_unet.train import TwinTrainConfig, train_twin
 from unetlab.options import PADDINGS, TWIN_NORMS
-from unetlab.twin import check_twin, format_check, within_tolerance
+from unetlab.twin import NumpyUNet
+from unetlab.twin.bridge import check_twin, format_check, within_tolerance
+from unetlab.twin.train import TwinTrainConfig, train_twin
 
 TWIN_MODELS = ("unet-classic", "unet")  # the registered models the twin mirrors
 

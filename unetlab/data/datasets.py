@@ -24,8 +24,8 @@ import torch
 from unetlab.data import synthetic
 from unetlab.data.info import DataInfo
 from unetlab.data.sources import FolderSource, SyntheticSource, folder_sources
+from unetlab.data.weight_map import border_weight_map
 from unetlab.errors import UnetlabError, plural
-from unetlab.weight_map import border_weight_map
 
 
 @dataclass

@@ -191,7 +191,7 @@ def predict_tiled(
         batch_size: windows per forward pass; with the tile it bounds the device memory.
         device: where the network runs; None: where the model's parameters are.
         amp: the autocast dtype of the forward passes (torch.bfloat16, torch.float16), exactly as given; None: full
-            precision. `unetlab.runtime.resolve_amp` turns "auto" | "none" | "bf16" | "fp16" into it. The stitched
+            precision. `unetlab.device.resolve_amp` turns "auto" | "none" | "bf16" | "fp16" into it. The stitched
             logits are float32 either way.
         progress: show a progress bar over the windows.
 

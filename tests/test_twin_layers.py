@@ -11,9 +11,9 @@ import torch.nn.functional as F
 from twin_helpers import assert_twin_close
 
 from unetlab.models.blocks import AttentionGate
-from unetlab.numpy_unet import layers as L
-from unetlab.numpy_unet import losses
-from unetlab.numpy_unet.attention import attention_gate_backward, attention_gate_forward
+from unetlab.twin import layers as L
+from unetlab.twin import losses
+from unetlab.twin.attention import attention_gate_backward, attention_gate_forward
 
 rng = np.random.default_rng(0)
 
@@ -122,7 +122,7 @@ def test_concat_matches_autograd():
 
 
 def test_dropout_with_pytorchs_mask_matches_autograd():
-    """The mask is PyTorch's own, recovered by reseeding and dropping out ones (as `unetlab.twin` does)."""
+    """The mask is PyTorch's own, recovered by reseeding and dropping out ones (as `unetlab.twin.bridge` does)."""
     x, p = randn(2, 4, 3, 3), 0.3
     torch.manual_seed(5)
     keep = (F.dropout(torch.ones(x.shape, dtype=torch.float64), p, training=True) != 0).numpy()

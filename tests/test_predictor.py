@@ -6,11 +6,11 @@ import torch
 from PIL import Image
 
 from unetlab import UnetlabError, create_model
-from unetlab.checkpoint import load_checkpoint, save_checkpoint
 from unetlab.data.info import DataInfo
 from unetlab.data.io import write_image
-from unetlab.prediction import Predictor, predict
-from unetlab.runtime import resolve_device
+from unetlab.device import resolve_device
+from unetlab.inference.predictor import Predictor, predict
+from unetlab.training.checkpoint import load_checkpoint, save_checkpoint
 
 
 def binary_model(in_channels: int = 1):

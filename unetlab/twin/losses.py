@@ -16,7 +16,7 @@ al. 2015, eq. 1-2). The cross-entropies average w * loss over all N H W pixels; 
 
 import numpy as np
 
-from unetlab.numpy_unet.layers import sigmoid
+from unetlab.twin.layers import sigmoid
 
 
 def _weights(mask, weight, dtype):

@@ -21,19 +21,19 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from unetlab.batches import epoch_loader, steps_per_epoch
-from unetlab.checkpoint import load_training_checkpoint, save_checkpoint
-from unetlab.config import TrainConfig, model_kwargs_for_data, save_config
 from unetlab.data import build_datasets
 from unetlab.data.transforms import build_augmentation
 from unetlab.errors import UnetlabError
-from unetlab.evaluate import evaluate, metric_names
-from unetlab.losses import build_loss
+from unetlab.evaluation.validation import evaluate, metric_names
 from unetlab.models import create_model
 from unetlab.models.blocks import center_crop
-from unetlab.optim import Plateau, build_optimizer, lr_schedule
-from unetlab.run_log import RunLogger, format_record, new_run_dir
-from unetlab.runtime import (
+from unetlab.training.batches import epoch_loader, steps_per_epoch
+from unetlab.training.checkpoint import load_training_checkpoint, save_checkpoint
+from unetlab.training.config import TrainConfig, model_kwargs_for_data, save_config
+from unetlab.training.losses import build_loss
+from unetlab.training.optim import Plateau, build_optimizer, lr_schedule
+from unetlab.training.run_log import RunLogger, format_record, new_run_dir
+from unetlab.training.runtime import (
     StopSignal,
     any_rank,
     keyed_generator,

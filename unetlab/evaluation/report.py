@@ -2,7 +2,7 @@
 
 `evaluate_pairs(predictor, pairs)` predicts each image exactly as `unetlab predict` does (overlap-tile, the
 checkpoint's normalisation and threshold) and compares the classes with its mask, mapped to classes by the
-checkpoint's `DataInfo`. Scores follow `unetlab.metrics` (and the keys of `unetlab train`'s validation):
+checkpoint's `DataInfo`. Scores follow `unetlab.evaluation.metrics` (and the keys of `unetlab train`'s validation):
 - per image: Dice, IoU, precision, recall and accuracy, the headline (mean over the foreground classes) and each
   class's, NaN where a class is in neither the mask nor the prediction of that image;
 - over the set: the same from the counts summed over all images, and `imagewise/<metric>`, the mean over images
@@ -23,8 +23,8 @@ from unetlab.data.folders import canonical, prepare_mask
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image, read_mask
 from unetlab.errors import UnetlabError
-from unetlab.metrics import METRICS, MetricAccumulator
-from unetlab.prediction import Predictor
+from unetlab.evaluation.metrics import METRICS, MetricAccumulator
+from unetlab.inference.predictor import Predictor
 
 
 @dataclass

@@ -8,7 +8,7 @@ step -> log -> periodic evaluation. The data are arrays held in memory (the comm
 - Validation score: the Dice coefficient of the hard prediction over the whole validation set (pixels of all
   images pooled), averaged over the foreground classes 1 .. K-1 (the one foreground class for K = 1 or 2). A
   class absent from both truth and prediction is undefined and left out of the mean, the convention of
-  `unetlab.metrics` (whose per-class Dice the tests compare this with).
+  `unetlab.evaluation.metrics` (whose per-class Dice the tests compare this with).
 - Valid-padding nets predict the centre of their input, so masks are centre-cropped to the output size.
 """
 
@@ -19,9 +19,9 @@ import numpy as np
 from tqdm import tqdm
 
 from unetlab.errors import UnetlabError
-from unetlab.numpy_unet.losses import loss_and_grad
-from unetlab.numpy_unet.model import NumpyUNet
-from unetlab.numpy_unet.optim import Adam
+from unetlab.twin.losses import loss_and_grad
+from unetlab.twin.model import NumpyUNet
+from unetlab.twin.optim import Adam
 
 
 @dataclass
@@ -69,7 +69,7 @@ def predict(twin: NumpyUNet, images: np.ndarray, batch_size: int) -> np.ndarray:
     twin.eval()
     for start in range(0, len(images), batch_size):
         logits = twin.forward(images[start : start + batch_size])  # (n, K, H', W')
-        # One logit: foreground where sigmoid >= 0.5, i.e. logit >= 0 (the rule of `unetlab.metrics.foreground`).
+        # One logit: foreground where sigmoid >= 0.5, i.e. logit >= 0 (`unetlab.evaluation.metrics.foreground`'s rule).
         preds.append((logits[:, 0] >= 0) if logits.shape[1] == 1 else logits.argmax(axis=1))
     twin.train(mode)
     return np.concatenate(preds).astype(np.int64)

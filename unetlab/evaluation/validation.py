@@ -16,8 +16,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from unetlab.data.info import IGNORE_INDEX
-from unetlab.inference import predict_tiled
-from unetlab.metrics import METRICS, MetricAccumulator, foreground
+from unetlab.evaluation.metrics import METRICS, MetricAccumulator, foreground
+from unetlab.inference.tiling import predict_tiled
 
 THRESHOLD_BINS = 200
 

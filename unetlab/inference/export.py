@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 
 from unetlab import __version__
-from unetlab.checkpoint import Checkpoint, load_checkpoint
 from unetlab.errors import UnetlabError
-from unetlab.inference import pooling_stride
+from unetlab.inference.tiling import pooling_stride
 from unetlab.models.blocks import SegmentationModel
 from unetlab.options import check_choice
+from unetlab.training.checkpoint import Checkpoint, load_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")  # refused for ONNX files, as .onnx is for TorchScript

@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from unetlab.errors import UnetlabError
+from unetlab.device import resolve_amp, resolve_device
 
 
 @dataclass
@@ -35,42 +35,6 @@ class Runtime:
     @property
     def distributed(self) -> bool:
         return self.world_size > 1
-
-
-AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
-
-
-def resolve_device(device: str | torch.device) -> torch.device:
-    """ "auto" -> the first CUDA device when there is one, else the CPU; anything else as torch reads it.
-
-    Raises:
-        UnetlabError: for a device name torch does not know, or CUDA asked for where there is none.
-    """
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(device)
-    except (RuntimeError, TypeError):
-        raise UnetlabError(f"--device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnetlabError(f"--device {device} asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
-    return device
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype for `--amp` ("auto", "none", "bf16", "fp16") on `device`; None = full precision.
-
-    "auto" is bf16 on GPUs that support it (fp16 on older ones) and full precision on the CPU.
-    """
-    if amp == "auto":
-        if device.type != "cuda":
-            return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if amp not in AMP_DTYPES:
-        raise UnetlabError(f"--amp {amp!r} is not valid; use auto, none, bf16 or fp16")
-    if amp == "fp16" and device.type != "cuda":
-        raise UnetlabError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or none")
-    return AMP_DTYPES[amp]
 
 
 def setup_runtime(device: str, amp: str) -> Runtime:

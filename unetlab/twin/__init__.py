@@ -1,7 +1,8 @@
 """The NumPy twin: the U-Net with every forward and backward written by hand, proven equal to PyTorch autograd.
 
-NumPy only: nothing in this package imports torch (a test checks it). `NumpyUNet.from_torch` reads a PyTorch
-model by duck typing; the way back is `unetlab.twin.to_torch`. Derivations: docs/twin.md.
+NumPy only: nothing in this package imports torch but `bridge.py`, which is imported only when asked for (a test
+checks it). `NumpyUNet.from_torch` reads a PyTorch model by duck typing; the way back is
+`unetlab.twin.bridge.to_torch`. Derivations: docs/twin.md.
 
     >>> twin = NumpyUNet(in_channels=1, num_classes=2, base_channels=8, depth=3, dtype=np.float64)
     >>> logits = twin.forward(image)                   # (N, 2, H, W)
@@ -10,7 +11,7 @@ model by duck typing; the way back is `unetlab.twin.to_torch`. Derivations: docs
     >>> Adam(lr=1e-3).step(twin.params, grads)
 """
 
-from unetlab.numpy_unet.losses import (
+from unetlab.twin.losses import (
     sigmoid_bce_backward,
     sigmoid_bce_forward,
     soft_dice_backward,
@@ -18,8 +19,8 @@ from unetlab.numpy_unet.losses import (
     softmax_ce_backward,
     softmax_ce_forward,
 )
-from unetlab.numpy_unet.model import NumpyUNet
-from unetlab.numpy_unet.optim import SGD, Adam
+from unetlab.twin.model import NumpyUNet
+from unetlab.twin.optim import SGD, Adam
 
 __all__ = [
     "SGD",

@@ -18,7 +18,7 @@ import torch
 
 from unetlab.data.io import write_image
 from unetlab.errors import UnetlabError
-from unetlab.outputs import PALETTE, display_rgb
+from unetlab.inference.outputs import PALETTE, display_rgb
 
 RUN_ENTRIES = {"config.yaml", "checkpoints", "metrics.jsonl", "tensorboard", "samples"}  # what a run folder holds
 IGNORE_COLOUR = np.array([128, 128, 128], dtype=np.uint8)  # unlabelled pixels in the truth column

@@ -3,7 +3,7 @@
 `build_loss(name, num_classes, ...)` returns a module called as `loss(logits, mask, weight=None)`: logits
 (N, K, H, W); mask (N, H, W) int64 class indices with `ignore_index` for unlabelled pixels (binary: 0/1, the class
 indices `build_datasets` gives, not 0/255); weight (N, H, W) optional per-pixel weights, such as the U-Net paper's
-weight map (`unetlab.weight_map`, Ronneberger et al. 2015, eq. 2), which multiply the cross-entropy terms.
+weight map (`unetlab.data.weight_map`, Ronneberger et al. 2015, eq. 2), which multiply the cross-entropy terms.
 Losses take logits, never probabilities, so that the softmax (sigmoid) and the log stay fused and stable.
 
 - "ce": cross-entropy (binary cross-entropy for K = 1), with optional class weights; the mean of the weighted

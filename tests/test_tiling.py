@@ -9,7 +9,8 @@ from hypothesis import strategies as st
 from torch import nn
 
 from unetlab import UnetlabError, create_model
-from unetlab.inference import (
+from unetlab.device import resolve_amp
+from unetlab.inference.tiling import (
     TestTimeAugmentation,
     blend_weights,
     mirror_indices,
@@ -18,7 +19,6 @@ from unetlab.inference import (
     tile_starts,
 )
 from unetlab.models.blocks import SegmentationModel
-from unetlab.runtime import resolve_amp
 
 
 def classic(**kwargs) -> SegmentationModel:

@@ -11,8 +11,8 @@
 - Output convention: `num_classes == 1` is one logit per pixel, sigmoid, class = probability >= threshold
   (`metrics.foreground`, the rule validation chooses the threshold under); `num_classes >= 2` are softmax logits,
   class = argmax.
-- Overlap-tile and test-time augmentation come from `unetlab.inference`; `Predictor` keeps the model on its device
-  for many images, and `predict` is the one-image shortcut.
+- Overlap-tile and test-time augmentation come from `unetlab.inference.tiling`; `Predictor` keeps the model on its
+  device for many images, and `predict` is the one-image shortcut.
 """
 
 from dataclasses import dataclass
@@ -22,14 +22,14 @@ import numpy as np
 import torch
 from torch import nn
 
-from unetlab.checkpoint import Checkpoint, load_checkpoint
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image
+from unetlab.device import resolve_amp, resolve_device
 from unetlab.errors import UnetlabError, plural
-from unetlab.inference import TestTimeAugmentation, predict_tiled, resolve_tiling
-from unetlab.metrics import foreground
+from unetlab.evaluation.metrics import foreground
+from unetlab.inference.tiling import TestTimeAugmentation, predict_tiled, resolve_tiling
 from unetlab.models.blocks import SegmentationModel
-from unetlab.runtime import resolve_amp, resolve_device
+from unetlab.training.checkpoint import Checkpoint, load_checkpoint
 
 DEFAULT_THRESHOLD = 0.5
 ROWS_PER_BAND = 1024  # rows converted at a time from logits to classes: no (H, W) int64 array is ever made
@@ -60,7 +60,7 @@ class Predictor:
             ... A model passed in is moved there, and is otherwise left as it was: each call switches it to eval
             mode and back.
         amp: mixed precision, as `unetlab train --amp`: "auto" (bf16 on GPUs that support it, else fp16; full
-            precision on the CPU), "none", "bf16" or "fp16" (CUDA only); see `unetlab.runtime.resolve_amp`.
+            precision on the CPU), "none", "bf16" or "fp16" (CUDA only); see `unetlab.device.resolve_amp`.
         threshold: probability from which a pixel is foreground (p >= threshold), for binary (1-logit) models only.
             None: the checkpoint's, else 0.5.
         tta: average over the 8 flips and 90-degree rotations (8 times the compute).

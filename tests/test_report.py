@@ -8,11 +8,11 @@ import pytest
 from PIL import Image
 
 from unetlab import create_model
-from unetlab.checkpoint import save_checkpoint
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
 from unetlab.data.synthetic import generate
-from unetlab.prediction import Predictor
+from unetlab.inference.predictor import Predictor
+from unetlab.training.checkpoint import save_checkpoint
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

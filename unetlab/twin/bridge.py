@@ -1,6 +1,6 @@
 """The bridge between the NumPy twin and PyTorch: the way back to a torch model, and the side-by-side check.
 
-`unetlab.numpy_unet` never imports torch; what needs torch lives here.
+The rest of `unetlab.twin` never imports torch; what needs torch lives here.
 
 - `to_torch(twin)`: a PyTorch `UNet` with the twin's options, weights, buffers and train/eval mode.
 - `check_twin(model, image, mask)`: one training (or evaluation) step of a PyTorch `UNet` and of its twin on the
@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 
 from unetlab.models import create_model
-from unetlab.numpy_unet import NumpyUNet
-from unetlab.numpy_unet.losses import loss_and_grad
+from unetlab.twin import NumpyUNet
+from unetlab.twin.losses import loss_and_grad
 
 
 def to_torch(twin: NumpyUNet) -> torch.nn.Module:

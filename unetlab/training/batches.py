@@ -12,7 +12,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from unetlab.errors import UnetlabError
-from unetlab.runtime import keyed_generator
+from unetlab.training.runtime import keyed_generator
 
 
 def steps_per_epoch(items: int, cfg, runtime) -> int:

@@ -10,12 +10,13 @@ import torch
 import torch.nn.functional as F
 from twin_helpers import assert_twin_close
 
-from unetlab import create_model, metrics
-from unetlab.metrics import confusion_counts
-from unetlab.numpy_unet import SGD, Adam, NumpyUNet, softmax_ce_backward, softmax_ce_forward
-from unetlab.numpy_unet.losses import loss_and_grad
-from unetlab.numpy_unet.train import dice_score
-from unetlab.twin import max_errors, torch_forward
+from unetlab import create_model
+from unetlab.evaluation import metrics
+from unetlab.evaluation.metrics import confusion_counts
+from unetlab.twin import SGD, Adam, NumpyUNet, softmax_ce_backward, softmax_ce_forward
+from unetlab.twin.bridge import max_errors, torch_forward
+from unetlab.twin.losses import loss_and_grad
+from unetlab.twin.train import dice_score
 
 OPTIMIZERS = {
     "sgd-momentum": (

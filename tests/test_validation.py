@@ -6,10 +6,10 @@ import torch
 
 from unetlab import create_model
 from unetlab.data.info import IGNORE_INDEX
-from unetlab.evaluate import THRESHOLD_BINS, choose_threshold, counts_at, evaluate
-from unetlab.losses import build_loss
-from unetlab.metrics import MetricAccumulator
-from unetlab.runtime import setup_runtime
+from unetlab.evaluation.metrics import MetricAccumulator
+from unetlab.evaluation.validation import THRESHOLD_BINS, choose_threshold, counts_at, evaluate
+from unetlab.training.losses import build_loss
+from unetlab.training.runtime import setup_runtime
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 

@@ -8,7 +8,7 @@ with 1x1 convolutions for W_x, W_g and psi, as `unetlab.models.blocks.AttentionG
 The gate is composed from the layer pairs of `layers.py`; its backward runs them in reverse.
 """
 
-from unetlab.numpy_unet.layers import (
+from unetlab.twin.layers import (
     conv1x1_backward,
     conv1x1_forward,
     relu_backward,

@@ -24,7 +24,7 @@ import numpy as np
 
 from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, write_image, write_planes
 from unetlab.errors import UnetlabError
-from unetlab.prediction import Prediction
+from unetlab.inference.predictor import Prediction
 
 # Tints of classes 1, 2, ... for masks without colours of their own (class 0 is left untinted).
 PALETTE = np.array(

@@ -21,14 +21,14 @@ from pathlib import Path
 
 import yaml
 
-from unetlab.checkpoint import MACHINE_KWARGS
 from unetlab.data import DataConfig
 from unetlab.data.io import read_text
 from unetlab.data.transforms import PIPELINES
+from unetlab.device import AMP_DTYPES
 from unetlab.errors import UnetlabError
-from unetlab.losses import LOSS_OPTIONS
-from unetlab.optim import OPTIMIZERS, SCHEDULES
-from unetlab.runtime import AMP_DTYPES
+from unetlab.training.checkpoint import MACHINE_KWARGS
+from unetlab.training.losses import LOSS_OPTIONS
+from unetlab.training.optim import OPTIMIZERS, SCHEDULES
 
 # The default model's training width: the registered `unet` (base 64) is too slow to train on a CPU in minutes.
 DEFAULT_MODEL_KWARGS = {"base_channels": 16, "depth": 4}
@@ -47,7 +47,7 @@ class TrainConfig:
     data: DataConfig = field(default_factory=DataConfig)  # source folder or built-in set, split, patches, ...
     augment: str = "default"  # augmentation pipeline: none | light | default | paper (unetlab.data.transforms)
     # loss
-    loss: str = "dice_ce"  # ce | focal | dice | tversky | dice_ce (unetlab.losses)
+    loss: str = "dice_ce"  # ce | focal | dice | tversky | dice_ce (unetlab.training.losses)
     class_weights: list[float] | None = None  # per-class weights of the cross-entropy term; None = equal
     # (the paper's border weight map on the cross-entropy term is a data setting: data.weight_map)
     # optimisation

@@ -16,7 +16,8 @@ Ronneberger, Fischer & Brox (2015), "U-Net: Convolutional Networks for Biomedica
 import numpy as np
 
 from unetlab.errors import UnetlabError
-from unetlab.numpy_unet.layers import (
+from unetlab.options import TWIN_NORMS, TWIN_UPSAMPLINGS, check_unet_options
+from unetlab.twin.layers import (
     batchnorm_backward,
     batchnorm_forward,
     concat_backward,
@@ -36,9 +37,8 @@ from unetlab.numpy_unet.layers import (
     upconv2x2_backward,
     upconv2x2_forward,
 )
-from unetlab.numpy_unet.sizes import output_side
-from unetlab.numpy_unet.weights import check_state, init_state, is_buffer, state_dict_to_numpy, state_shapes
-from unetlab.options import TWIN_NORMS, TWIN_UPSAMPLINGS, check_unet_options
+from unetlab.twin.sizes import output_side
+from unetlab.twin.weights import check_state, init_state, is_buffer, state_dict_to_numpy, state_shapes
 
 
 class NumpyUNet:

@@ -1,0 +1,43 @@
+"""Where a model computes: the device ("auto" = CUDA when there is one) and the autocast dtype of `--amp`.
+
+Shared by training, validation and prediction, so that `--device` and `--amp` mean the same in every command.
+"""
+
+import torch
+
+from unetlab.errors import UnetlabError
+
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(device: str | torch.device) -> torch.device:
+    """ "auto" -> the first CUDA device when there is one, else the CPU; anything else as torch reads it.
+
+    Raises:
+        UnetlabError: for a device name torch does not know, or CUDA asked for where there is none.
+    """
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError):
+        raise UnetlabError(f"--device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UnetlabError(f"--device {device} asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
+    return device
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for `--amp` ("auto", "none", "bf16", "fp16") on `device`; None = full precision.
+
+    "auto" is bf16 on GPUs that support it (fp16 on older ones) and full precision on the CPU.
+    """
+    if amp == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp not in AMP_DTYPES:
+        raise UnetlabError(f"--amp {amp!r} is not valid; use auto, none, bf16 or fp16")
+    if amp == "fp16" and device.type != "cuda":
+        raise UnetlabError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or none")
+    return AMP_DTYPES[amp]
