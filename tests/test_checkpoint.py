@@ -1,6 +1,9 @@
 """Checkpoint files: round trip, atomic writes, and clear errors for files from elsewhere."""
 
 import os
+import shutil
+from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -9,6 +12,8 @@ from unetlab import UnetlabError, create_model
 from unetlab.data.info import DataInfo
 from unetlab.inference.export import export_model
 from unetlab.training.checkpoint import FORMAT_VERSION, atomic_save, load_checkpoint, save_checkpoint
+from unetlab.training.engine import train
+from unetlab.training.resume import resume_config
 
 
 def test_checkpoint_round_trip_rebuilds_the_same_model(tmp_path):
@@ -122,3 +127,19 @@ def test_a_checkpoints_folder_hint_names_a_file_inside_it(tmp_path):
     (tmp_path / "run" / "checkpoints").mkdir(parents=True)
     with pytest.raises(UnetlabError, match=r"such as \S*run/checkpoints/best\.pt$"):
         load_checkpoint(tmp_path / "run" / "checkpoints")
+
+
+MAIN_V2 = Path(__file__).parent / "data" / "main_v2"  # written by unetlab before the package was laid out by stage
+
+
+def test_checkpoints_written_before_the_house_plan_still_load_predict_and_resume(tmp_path):
+    resnet = load_checkpoint(MAIN_V2 / "resnet18_unet.pt")
+    model = resnet.build_model()
+    assert model(torch.zeros(1, 3, 20, 28)).shape == (1, 3, 20, 28)
+    run = tmp_path / "run"
+    shutil.copytree(MAIN_V2 / "run", run)
+    best = load_checkpoint(run / "checkpoints" / "best.pt")
+    assert best.build_model()(torch.zeros(1, 1, 32, 32)).shape == (1, 1, 32, 32) and best.threshold is not None
+    cfg = resume_config(load_checkpoint(run / "checkpoints" / "last.pt").training["config"], {"epochs": 2})
+    result = train(replace(cfg, progress=False), resume=run)
+    assert result.state.epoch == 2 and result.state.step == 4

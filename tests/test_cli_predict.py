@@ -232,7 +232,7 @@ def test_a_full_disk_is_one_line_not_a_traceback(tmp_path, images, capsys, monke
     def full(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "out" / "a.png"))
 
-    monkeypatch.setattr("unetlab.cli.predict.write_prediction", full)
+    monkeypatch.setattr("unetlab.inference.outputs.write_prediction", full)
     assert run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "out") == 1
     err = capsys.readouterr().err
     assert err == f"unetlab predict: error: [Errno 28] No space left on device: '{tmp_path / 'out' / 'a.png'}'\n"
@@ -242,6 +242,6 @@ def test_an_unexpected_os_error_keeps_its_traceback(tmp_path, images, monkeypatc
     def bug(*args, **kwargs):
         raise FileNotFoundError(2, "No such file or directory", "/nowhere")
 
-    monkeypatch.setattr("unetlab.cli.predict.write_prediction", bug)
+    monkeypatch.setattr("unetlab.inference.outputs.write_prediction", bug)
     with pytest.raises(FileNotFoundError):  # not the machine's refusal: maybe a bug, shown in full
         run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "out")

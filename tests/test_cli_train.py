@@ -55,9 +55,12 @@ def test_cli_train_resume_refuses_to_change_the_run(tmp_path, capsys):
     assert main(["train", "--epochs", "1", "--out", str(out), *TINY]) == 0
     capsys.readouterr()
     assert main(["train", "--resume", str(out), "--lr", "0.1", "--base-channels", "8"]) == 2
-    assert "--base-channels, --lr cannot change on resume (only --no-cache, --data" in capsys.readouterr().err
+    assert "--lr, --base-channels cannot change on resume (only --no-cache, --data" in capsys.readouterr().err
     assert main(["train", "--resume", str(out), "--out", str(tmp_path / "elsewhere")]) == 2
-    assert "a resumed run continues in its own folder; drop --out" in capsys.readouterr().err
+    assert (
+        "--out cannot be combined with resuming: a resumed run continues in its own folder; leave --out out"
+        in capsys.readouterr().err
+    )
     assert main(["train", "--resume", str(tmp_path / "nothing"), "--batch-size", "2"]) == 2
     assert "nothing not found" in capsys.readouterr().err  # the missing run is the problem, not the flag
     assert main(["train", "--resume", str(out / "checkpoints" / "best.pt")]) == 2
@@ -104,7 +107,7 @@ def test_help_states_each_default_once_and_truly():
     helps = {action.dest: action.help for action in train._actions if action.help}
     assert all(text.count("default") <= 1 for dest, text in helps.items() if dest != "augment"), helps
     defaults = TrainConfig().to_dict()
-    assert helps["patch_size"].endswith(f"(default: {defaults['data']['patch_size']})")
+    assert helps["data.patch_size"].endswith(f"(default: {defaults['data']['patch_size']} px)")
     assert helps["epochs"].endswith(f"(default: {defaults['epochs']})")
 
 

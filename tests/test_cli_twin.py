@@ -39,11 +39,14 @@ def test_twin_check_exits_1_when_an_error_exceeds_the_tolerance(capsys):
         (["twin", "check", *SMALL, "--input", "3,44,44"], "give 1,H,W"),
         (["twin", "check", "--batch-size", "0"], "--batch-size 0 is not valid"),
         (["twin", "check", "--tol", "-1"], "--tol -1.0 is not valid"),
-        (["twin", "check", "--depth", "9"], "depth=9 is not valid; choose an integer from 1 to 8"),
-        (["twin", "train", "--image-size", "16"], "--image-size 16 is not valid; use 32 or more"),
-        (["twin", "train", "--lr", "-1"], "lr=-1.0 is not valid; it must be a number > 0"),
-        (["twin", "train", "--dice-weight", "-5"], "dice_weight=-5.0 is not valid; it must be a number >= 0"),
-        (["twin", "train", "--num-classes", "3"], "--num-classes 3 does not fit the synthetic cells, which have 2"),
+        (["twin", "check", "--depth", "9"], "--depth 9 is not valid: it must be from 1 to 8"),
+        (["twin", "train", "--image-size", "16"], "--image-size 16 is not valid: it must be at least 32 px"),
+        (["twin", "train", "--lr", "-1"], "--lr -1.0 is not valid: it must be more than 0"),
+        (["twin", "train", "--dice-weight", "-5"], "--dice-weight -5.0 is not valid: it must be at least 0"),
+        (
+            ["twin", "train", "--num-classes", "3"],
+            "--num-classes 3 is not valid: it must be 1 (one sigmoid output) or 2 (softmax) for the 2 classes",
+        ),
     ],
 )
 def test_twin_mistakes_are_one_line_errors_with_exit_2(capsys, args, message):

@@ -250,7 +250,7 @@ def test_folder_problems_name_the_file_and_point_to_data_check(tmp_path, change,
         ({"class_names": ["a", "b", "c"]}, "class_names has 3 names for 2 classes"),
         ({"ignore_values": ["void"]}, "ignore value 'void' names no class"),
         ({"mean": [0.1, 0.2]}, "mean has 2 values but the images have 1 channel; give 1 value"),
-        ({"val_fraction": 1.5}, r"--val-fraction 1.5 is not valid: it must be in \[0, 1\) \(data setting"),
+        ({"val_fraction": 1.5}, r"val_fraction 1.5 is not valid: it must be in \[0, 1\)"),
         ({"val_list": "missing.txt"}, "val_list missing.txt not found"),
         ({"val_list": "."}, "val_list . is a folder; pass a text file"),
         ({"val_list": "empty.txt"}, "val_list .*empty.txt names no images"),
@@ -264,7 +264,9 @@ def test_bad_folder_options_raise_naming_the_option(tmp_path, options, message):
 
 
 def test_bad_sources_raise_with_the_choices(tmp_path):
-    with pytest.raises(UnetlabError, match="synthetic-cells, synthetic-shapes"):
+    with pytest.raises(
+        UnetlabError, match="source 'synthetic-dots' is unknown; use synthetic-cells or synthetic-shapes"
+    ):
         build_datasets(DataConfig(source="synthetic-dots"))
     with pytest.raises(UnetlabError, match="not found"):
         build_datasets(DataConfig(source=str(tmp_path / "nowhere")))

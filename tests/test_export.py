@@ -48,7 +48,7 @@ def test_export_matches_pytorch_at_another_batch_and_size(tmp_path, name, format
 
 
 def test_unknown_format_is_named(tmp_path):
-    with pytest.raises(UnetlabError, match="format='tflite'"):
+    with pytest.raises(UnetlabError, match="format 'tflite' is not valid: it must be one of onnx, torchscript"):
         export_model(tiny_model("unet"), tmp_path / "m", "tflite")
 
 
@@ -111,3 +111,12 @@ def test_export_refuses_the_other_formats_suffix(tmp_path, capsys, format, out, 
     assert main(["export", str(tmp_path / "c.pt"), "--format", format, "--out", str(tmp_path / out)]) == 2
     assert f"but --format is {format}; write {tmp_path / right}" in capsys.readouterr().err
     assert not (tmp_path / out).exists()
+
+
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_a_deep_supervision_model_exports_its_full_resolution_head_alone(tmp_path, format):
+    if format == "onnx":
+        pytest.importorskip("onnxruntime")
+    model = tiny_model("unet", depth=3, deep_supervision=True).eval()
+    path = export_model(model, tmp_path / f"m.{format}", format)
+    assert check_export(model, path, format) < PARITY  # one output, of the input's size (shape checked inside)

@@ -7,6 +7,7 @@ from conftest import tiny_model
 from unetlab import UnetlabError, create_model, list_models
 from unetlab.models.summary import summarize
 from unetlab.models.unet import valid_input_sizes, valid_output_size
+from unetlab.training.losses import DeepSupervisionLoss, build_loss, deep_supervision_weights, downsample_target
 
 ALL = list_models()
 
@@ -195,3 +196,43 @@ def test_attention_unet_classic_configuration_crops_before_gating():
     side = model.valid_input_size(40)
     maps = model.attention_maps(torch.randn(1, 1, side, side))
     assert maps["dec1"].shape[-1] == model.output_size(side) + 4  # the map the last DoubleConv trims by 4
+
+
+DEEP = [n for n in ALL if n != "unet-classic"]  # deep supervision: the padded models
+
+
+@pytest.mark.parametrize("name", DEEP)
+def test_deep_supervision_gives_every_head_a_gradient(name):
+    model = tiny_model(name, depth=4, deep_supervision=True).train()
+    image = torch.randn(2, model.in_channels, 33, 47)
+    outputs = model(image, all_levels=True)
+    assert [tuple(o.shape[-2:]) for o in outputs] == [(33, 47), (17, 24), (9, 12)]  # levels 0, 1, 2 of depth 4
+    mask = torch.randint(0, 2, (2, 33, 47))
+    DeepSupervisionLoss(build_loss("dice_ce", model.num_classes))(outputs, mask).backward()
+    for key, param in model.named_parameters():
+        if param.requires_grad:
+            assert param.grad is not None and param.grad.abs().sum() > 0, key
+    assert model(image).shape == outputs[0].shape, "forward(image) gives the full-resolution head alone"
+
+
+def test_deep_supervision_weights_halve_and_sum_to_one_and_targets_keep_their_values():
+    assert deep_supervision_weights(3) == pytest.approx([4 / 7, 2 / 7, 1 / 7])
+    mask = torch.tensor([[[0, 1, 2, -100], [1, 1, 2, 2], [0, 0, 0, 0]]])  # (1, 3, 4)
+    small = downsample_target(mask, (2, 2))
+    assert set(small.unique().tolist()) <= set(mask.unique().tolist()) and small.dtype == mask.dtype
+    expected = torch.nn.functional.interpolate(mask[:, None].float(), size=(2, 2), mode="nearest-exact")[:, 0]
+    assert torch.equal(small, expected.long())
+
+
+def test_deep_supervision_is_refused_for_the_valid_network():
+    with pytest.raises(UnetlabError, match="deep_supervision True is not supported with valid padding"):
+        create_model("unet-classic", deep_supervision=True)
+
+
+def test_every_model_declares_the_seam():
+    for name in ALL:
+        model = tiny_model(name)
+        features = model.encode(torch.randn(1, model.in_channels, 188 if model.padding == "valid" else 32, 188
+                                             if model.padding == "valid" else 32))  # fmt: skip
+        assert len(features) == len(model.decoders) + 1, name  # one skip per decoder level, then the deepest map
+        assert len(model.decode(features)) == len(model.decoders), name

@@ -71,7 +71,7 @@ def test_build_optimizer_gives_the_named_optimizer(name):
 
 
 def test_build_optimizer_rejects_unknown_name_and_bad_lr():
-    with pytest.raises(UnetlabError, match="optimizer='lamb' is not valid"):
+    with pytest.raises(UnetlabError, match="optimizer 'lamb' is not valid: it must be one of adamw"):
         build_optimizer("lamb", [torch.zeros(1)], 0.1, 0.0, 0.9)
     with pytest.raises(UnetlabError, match="lr=-1"):
         build_optimizer("sgd", [torch.zeros(1)], -1, 0.0, 0.9)

@@ -116,9 +116,9 @@ def test_tta_option_averages_flips_and_rotations():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"threshold": 0.3, "model": "multi"}, "threshold=0.3 applies to binary"),
-        ({"threshold": 1.5}, "threshold=1.5 is not valid"),
-        ({"overlap": 600}, "overlap=600"),
+        ({"threshold": 0.3, "model": "multi"}, "threshold 0.3 applies to binary"),
+        ({"threshold": 1.5}, "threshold 1.5 is not valid: it must be from 0 to 1"),
+        ({"overlap": 600}, "overlap 600 is not valid: it must be less than the tile, 512 px"),
         ({"device": "tpu:x"}, "--device 'tpu:x' is not valid"),
     ],
 )
@@ -164,3 +164,9 @@ def test_a_channels_first_array_is_named_as_such():
     model = create_model("unet", base_channels=4, depth=2, in_channels=3)
     with pytest.raises(UnetlabError, match=r"looks channels-first \(C, H, W\); pass \(H, W, C\)"):
         predict(model, np.zeros((3, 40, 50), np.uint8))
+
+
+def test_a_deep_supervision_model_predicts_its_full_resolution_head():
+    model = create_model("unet", base_channels=4, depth=3, deep_supervision=True, num_classes=3)
+    result = Predictor(model, tile=32)(np.random.default_rng(0).random((45, 37)).astype(np.float32))
+    assert result.probs.shape == (3, 45, 37) and result.classes.shape == (45, 37)

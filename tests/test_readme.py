@@ -27,3 +27,17 @@ def test_ci_runs_the_readme_test_command():
 def test_pyproject_keeps_torch_a_floor_not_a_pin():
     text = (ROOT / "pyproject.toml").read_text()
     assert '"torch>=' in text and "torch==" not in text
+
+
+def readme_python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return [block.split("```", 1)[0] for block in text.split("```python\n")[1:]]
+
+
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    """Every Python example that needs no file of the reader's runs as written."""
+    monkeypatch.chdir(tmp_path)
+    runnable = [block for block in readme_python_blocks() if "best.pt" not in block]
+    assert len(runnable) >= 4
+    for block in runnable:
+        exec(compile(block, "README.md", "exec"), {})

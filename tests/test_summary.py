@@ -70,7 +70,7 @@ def test_cli_summary_moves_an_invalid_size_to_the_next_valid_one(capsys):
         (["summary", "unet-big"], "unknown model 'unet-big'; choose one of unet-classic"),
         (["summary", "unet", "--input", "3,a,4"], "--input '3,a,4' is not valid"),
         (["summary", "unet", "--input", "3,64,64", "--in-channels", "1"], "make them agree"),
-        (["summary", "unet", "--depth", "12"], "depth=12 is not valid"),
+        (["summary", "unet", "--depth", "12"], "--depth 12 is not valid: it must be from 1 to 8"),
     ],
 )
 def test_cli_summary_bad_input_exits_2_with_one_line(capsys, argv, message):

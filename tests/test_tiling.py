@@ -228,11 +228,11 @@ def test_memory_is_bounded_by_the_window_batch():
 @pytest.mark.parametrize(
     ("option", "value", "message"),
     [
-        ("overlap", 32, "overlap=32"),
-        ("overlap", -1, "overlap=-1"),
-        ("blend", "median", "blend='median'"),
-        ("batch_size", 0, "batch_size=0"),
-        ("tile", 0, "tile=0"),
+        ("overlap", 32, "overlap 32 is not valid: it must be less than the tile, 32 px"),
+        ("overlap", -1, "overlap -1 is not valid: it must be at least 0 px"),
+        ("blend", "median", "blend 'median' is not valid: it must be one of gaussian, constant"),
+        ("batch_size", 0, "batch_size 0 is not valid: it must be at least 1"),
+        ("tile", 0, "tile 0 is not valid: it must be at least 1 px"),
     ],
 )
 def test_invalid_tiling_options_name_the_option(option, value, message):
@@ -247,7 +247,10 @@ def test_invalid_tiling_options_name_the_option(option, value, message):
 def test_a_padded_tile_under_the_downsampling_is_refused_naming_the_smallest(make, smallest):
     model = make().eval()
     image = torch.randn(model.in_channels, 40, 40)
-    with pytest.raises(UnetlabError, match=f"tile={smallest - 1} .* use a tile of at least {smallest} px"):
+    with pytest.raises(
+        UnetlabError,
+        match=rf"tile {smallest - 1} is not valid: it must be at least {smallest} px \(this model downsamples",
+    ):
         predict_tiled(model, image, tile=smallest - 1, overlap=0)
     assert predict_tiled(model, image, tile=smallest, overlap=0).shape[1:] == (40, 40)
     assert predict_tiled(model, image[:, :1, :1], tile=smallest).shape[1:] == (1, 1), "a 1-px image is still fine"

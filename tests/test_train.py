@@ -12,6 +12,7 @@ import torch
 from unetlab import UnetlabError
 from unetlab.data import DataConfig
 from unetlab.evaluation.validation import metric_names
+from unetlab.settings import SettingError
 from unetlab.training.checkpoint import load_checkpoint
 from unetlab.training.config import TrainConfig
 from unetlab.training.engine import train
@@ -45,9 +46,10 @@ def test_train_tiny_run_writes_the_run_folder(tmp_path):
     assert [r["epoch"] for r in logged] == [1, 2]
     for key in ("train/loss", "val/loss", "val/dice", "val/iou", "val/threshold", "lr", "images_per_s", "elapsed_s"):
         assert isinstance(logged[-1][key], float), key
-    assert {k.removeprefix("val/") for k in logged[-1] if k.startswith("val/")} == set(
-        metric_names(["background", "cell"], binary=True)
-    )  # what --best-metric may name
+    assert {k.removeprefix("val/") for k in logged[-1] if k.startswith("val/")} == {
+        *metric_names(["background", "cell"]),
+        "threshold",
+    }  # what --best-metric may name, and the binary model's threshold
     best = load_checkpoint(run / "checkpoints" / "best.pt")
     assert best.training["state"]["best_epoch"] in (1, 2) and "optimizer" not in best.training
     assert 0.0 <= best.threshold <= 1.0 and best.model_kwargs["num_classes"] == 1
@@ -135,7 +137,7 @@ def test_train_without_validation_set_trains_and_writes_no_best(tmp_path, capsys
     assert not (tmp_path / "run" / "checkpoints" / "best.pt").exists()
     assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").threshold is None
     assert "no validation set" in capsys.readouterr().out
-    with pytest.raises(UnetlabError, match="--patience need a validation set"):
+    with pytest.raises(UnetlabError, match="schedule plateau and patience need a validation set"):
         train(tiny_config(tmp_path / "p", patience=2, data=DataConfig(num_train=8, num_val=0, image_size=40)))
 
 
@@ -209,11 +211,38 @@ def test_train_multiclass_shapes_uses_softmax_and_reports_per_class_dice(tmp_pat
 
 
 @pytest.mark.parametrize(("overrides", "message"), [
-    ({"model_kwargs": {"base_channels": 4, "depth": 2, "num_classes": 3}}, "the data has 2 classes but --num-classes"),
-    ({"best_metric": "f1"}, "--best-metric 'f1' is not a validation metric; choose one of loss, dice"),
-    ({"model": "unet-classic", "model_kwargs": {"base_channels": 2}}, "--patch-size 32 does not fit unet-classic"),
+    ({"model_kwargs": {"base_channels": 4, "depth": 2, "num_classes": 3}},
+     "the data has 2 classes but model_kwargs.num_classes is 3; use 1 or 2"),
+    ({"best_metric": "f1"}, "best_metric 'f1' is not a validation score; choose one of loss, dice"),
+    ({"model": "unet-classic", "model_kwargs": {"base_channels": 2}}, "data.patch_size 32 does not fit unet-classic"),
 ])  # fmt: skip
 def test_train_rejects_settings_that_do_not_fit_before_training(tmp_path, overrides, message):
     with pytest.raises(UnetlabError, match=message):
         train(tiny_config(tmp_path, **overrides))
     assert not (tmp_path / "run").exists()
+
+
+def test_train_from_python_keeps_the_resume_rules(tmp_path):
+    cfg = tiny_config(tmp_path, epochs=1)
+    train(cfg)
+    with pytest.raises(SettingError, match=r"lr, model_kwargs.base_channels cannot change on resume \(only "):
+        train(replace(cfg, epochs=2, lr=0.1, model_kwargs={"base_channels": 8, "depth": 2}), resume=tmp_path / "run")
+    assert train(replace(cfg, epochs=2), resume=tmp_path / "run").state.epoch == 2  # epochs may change
+
+
+def test_best_checkpoint_follows_the_metric_direction(tmp_path):
+    result = train(tiny_config(tmp_path, epochs=3, best_metric="loss"))
+    losses = [r["val/loss"] for r in records(tmp_path / "run")]
+    assert result.state.best == min(losses) and result.state.best_epoch == 1 + losses.index(min(losses))
+
+
+def test_deep_supervision_trains_the_auxiliary_heads(tmp_path):
+    snapshots = []
+
+    def keep(state, model):
+        snapshots.append({k: v.detach().clone() for k, v in model.state_dict().items() if k.startswith("aux_heads.")})
+
+    cfg = tiny_config(tmp_path, epochs=1, model_kwargs={"base_channels": 4, "depth": 4, "deep_supervision": True})
+    assert train(cfg, on_step=keep).stopped == "finished"
+    assert sorted(snapshots[0]) == [f"aux_heads.{i}.{p}" for i in (0, 1) for p in ("bias", "weight")]  # levels 1, 2
+    assert all(not torch.equal(snapshots[0][k], snapshots[-1][k]) for k in snapshots[0]), "an auxiliary head was idle"

@@ -180,7 +180,10 @@ def test_twin_rejects_a_side_the_valid_net_cannot_take_and_names_the_nearest():
 
 @pytest.mark.parametrize(
     ("options", "match"),
-    [(dict(norm="group"), "norm='group' is not supported"), (dict(upsample="bilinear"), "upsample='bilinear'")],
+    [
+        (dict(norm="group"), "norm 'group' is not supported by the NumPy twin"),
+        (dict(upsample="bilinear"), "upsample 'bilinear' is not supported"),
+    ],
 )
 def test_twin_refuses_configurations_it_does_not_implement(options, match):
     with pytest.raises(UnetlabError, match=match):
@@ -191,7 +194,7 @@ def test_twin_refuses_configurations_it_does_not_implement(options, match):
 
 @pytest.mark.parametrize("name", ["attention-unet", "resnet18-unet"])
 def test_from_torch_refuses_other_models(name):
-    with pytest.raises(UnetlabError, match="mirrors UNet models"):
+    with pytest.raises(UnetlabError, match="mirrors plain U-Nets"):
         NumpyUNet.from_torch(tiny_model(name))
 
 
@@ -267,10 +270,10 @@ def test_backward_runs_once_per_forward():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        (dict(depth=9), "depth=9 is not valid; choose an integer from 1 to 8"),
-        (dict(depth=0), "depth=0 is not valid"),
-        (dict(dropout=1.0), r"dropout=1.0 is not valid; it is a probability in \[0, 1\)"),
-        (dict(dropout="half"), "dropout='half' is not valid"),
+        (dict(depth=9), "depth 9 is not valid: it must be from 1 to 8"),
+        (dict(depth=0), "depth 0 is not valid"),
+        (dict(dropout=1.0), r"dropout 1.0 is not valid: it must be in \[0, 1\)"),
+        (dict(dropout="half"), "dropout 'half' is not valid: it must be a number in"),
     ],
 )
 def test_twin_and_torch_unet_share_one_set_of_option_rules(options, message):
@@ -278,3 +281,22 @@ def test_twin_and_torch_unet_share_one_set_of_option_rules(options, message):
         NumpyUNet(**options)
     with pytest.raises(UnetlabError, match=message):
         create_model("unet", **options)
+
+
+def test_the_twin_mirrors_the_modules_as_they_are_not_as_they_were_built():
+    """A dropout switched off by hand, a batch norm frozen in eval mode while the model trains, another momentum and
+    eps: the twin takes each from the module itself, and its forward and buffers follow PyTorch's."""
+    model, _, image, _ = make_pair("unet-classic", dict(depth=2, base_channels=3, norm="batch"), None, True)
+    model.dropout.p = 0.0  # built with the paper's 0.5
+    model.encoders[0].norm1.eval()  # frozen statistics while the rest trains
+    model.decoders[0].conv.norm2.momentum, model.decoders[0].conv.norm2.eps = 0.3, 1e-3
+    model.bottleneck.conv.norm1.momentum = None  # torch's cumulative average
+    twin = NumpyUNet.from_torch(model)
+    assert twin.dropout_p == 0.0 and not twin.norms["encoders.0.norm1"]["training"]
+    logits = model(torch.from_numpy(image))
+    assert_twin_close(twin.forward(image), logits.detach().numpy(), "logits")
+    for key, buffer in model.named_buffers():
+        assert_twin_close(twin.buffers[key], buffer.numpy(), key)
+    back = to_torch(twin)
+    assert back.dropout.p == 0.0 and not back.encoders[0].norm1.training and back.decoders[0].conv.norm2.eps == 1e-3
+    assert back.bottleneck.conv.norm1.momentum is None

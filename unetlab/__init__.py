@@ -19,6 +19,10 @@ _PUBLIC = {  # name -> the module that defines it
     "Prediction": "unetlab.inference.predictor",
     "Predictor": "unetlab.inference.predictor",
     "predict": "unetlab.inference.predictor",
+    "DataConfig": "unetlab.data.config",
+    "build_datasets": "unetlab.data.datasets",
+    "TrainConfig": "unetlab.training.config",
+    "train": "unetlab.training.engine",
 }
 
 __all__ = ["UnetlabError", "__version__", *_PUBLIC]

@@ -2,7 +2,8 @@
 
 Each command module has `add_parser(subparsers)`, which registers its arguments and sets `func`, and a handler
 that parses nothing more, calls the library and returns an exit code. A `UnetlabError` (a user's mistake) is
-printed as one line without a traceback, with exit status 2; an `OSError` of the machine (a full disk, a permission
+printed as one line without a traceback, with exit status 2 (a `SettingError` names the flags the user typed for the
+settings it names); an `OSError` of the machine (a full disk, a permission
 denied) that the library did not turn into one is printed the same way, with exit status 1.
 """
 
@@ -12,8 +13,9 @@ import importlib
 import sys
 
 from unetlab import __version__
-from unetlab.cli.common import LeafParser
+from unetlab.cli.common import LeafParser, setting_namer
 from unetlab.errors import UnetlabError
+from unetlab.settings import SettingError
 
 # the machine's refusals (a full disk, no permission, a read-only or failing drive): one line, not a traceback
 MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
@@ -45,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     name = getattr(args, "command_name", args.command)  # a nested command sets its full name, e.g. "data check"
     try:
         return args.func(args) or 0
+    except SettingError as exc:  # the library names settings by path; here, by the flags the user typed
+        print(f"unetlab {name}: error: {exc.message(setting_namer(args))}", file=sys.stderr)
+        return 2
     except UnetlabError as exc:
         print(f"unetlab {name}: error: {exc}", file=sys.stderr)
         return 2

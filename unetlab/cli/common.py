@@ -1,10 +1,20 @@
-"""Argument helpers shared by the commands: model options and small value parsers."""
+"""What the commands share: the parser class, the flags of settings declared elsewhere, and small value parsers.
+
+Every flag of a setting comes from its declaration (`unetlab.settings.add_flags`): the model options from
+`unetlab.options.ModelOptions`, the dataset options from `unetlab.data.config.DataConfig`, the training settings from
+`unetlab.training.config.TrainConfig`. A command records which flag stands for which setting (`record_flags`), so
+that a `SettingError` from the library is printed with the flag the user typed.
+"""
 
 import argparse
-import functools
+from dataclasses import fields
 
+from unetlab.data.config import DataConfig
 from unetlab.errors import UnetlabError
-from unetlab.options import NORMS, PADDINGS, UPSAMPLINGS
+from unetlab.options import ModelOptions
+from unetlab.settings import add_flags, spec_of
+
+MODEL_TITLE = "model options (default: the registered model's own)"
 
 
 class LeafParser(argparse.ArgumentParser):
@@ -30,98 +40,54 @@ class LeafParser(argparse.ArgumentParser):
         return super().format_help()
 
 
-def add_folder_options(parser, defaults: dict | None = None, classes: bool = True) -> None:
-    """The options that read a dataset folder, named and explained alike for train, data check and eval.
+def record_flags(parser: argparse.ArgumentParser) -> None:
+    """Remember each flag's dest (a setting's path, e.g. "data.patch_size"), for the CLI's error messages."""
+    flags = {a.dest: max(a.option_strings, key=len) for a in parser._actions if a.option_strings}
+    parser.set_defaults(setting_flags=flags)
 
-    Args:
-        parser: the parser or argument group to add them to.
-        defaults: dest -> default; an option left out takes the parser's own `argument_default`.
-        classes: also the class table and the validation split (train, data check); eval reads only the layout.
+
+def setting_namer(args: argparse.Namespace):
+    """name(path) -> the command's flag for that setting (a setting without one, e.g. from a YAML file only, keeps
+    its path)."""
+    flags = getattr(args, "setting_flags", {})
+    return lambda path: flags.get(path, path)
+
+
+def data_groups(*groups: str) -> list[str]:
+    """The `DataConfig` fields of some groups: "layout" (image and mask folders), "split", "classes", ..."""
+    return [f.name for f in fields(DataConfig) if spec_of(f).group in groups]
+
+
+def add_folder_options(parser, groups=("layout", "split", "classes"), argparse_default=None) -> list[str]:
+    """The options that read a dataset folder, from `DataConfig`, named and explained alike in every command.
+
+    Their dests are `data.<field>`; `argparse_default` is the value of an option not given (None: the dataclass's
+    default is applied when the `DataConfig` is made).
     """
-
-    def add(flag: str, **kwargs) -> None:
-        dest = flag.removeprefix("--").replace("-", "_")
-        parser.add_argument(flag, **kwargs, **({"default": defaults[dest]} if dest in (defaults or {}) else {}))
-
-    add("--image-dir", metavar="NAME", help="image folder under DIR (or DIR/<split>), or an absolute path")
-    add("--mask-dir", metavar="NAME", help="mask folder, like --image-dir")
-    if not classes:
-        return
-    add("--val-list", metavar="FILE", help="text file naming the validation images, one per line")
-    add("--val-fraction", type=float, help="seeded share of the pairs held out")
-    add(
-        "--class-values",
-        nargs="+",
-        type=mask_value,
-        metavar="V",
-        help="mask value of each class in order, e.g. 0 255, or colours 0,0,0 255,0,0; other values are refused",
-    )
-    add("--class-names", nargs="+", metavar="NAME", help="one name per class")
-    add(
-        "--ignore-values",
-        nargs="+",
-        type=ignore_value,
-        metavar="V",
-        help="unlabelled mask values, or class names such as void",
-    )
+    kwargs = {} if argparse_default is None else {"default": argparse_default}
+    return add_flags(parser, DataConfig, prefix="data.", only=data_groups(*groups), **kwargs)
 
 
-def add_model_options(parser: argparse.ArgumentParser, default=None, title: str | None = None) -> None:
-    """The model knobs of `create_model`, as flags; a flag left out keeps the registered model's default.
+def add_model_options(parser, title: str = MODEL_TITLE, only=None, choices=None, default=None) -> list[str]:
+    """The model knobs of `create_model` (`ModelOptions`), under `title`; their dests are `model_kwargs.<option>`.
 
-    A flag not given gets `default` (None, or `argparse.SUPPRESS` to leave it out of the namespace).
+    A flag not given is `default` (None: the registered model's own; `argparse.SUPPRESS`: absent from the namespace).
     """
-    group = parser.add_argument_group(title or "model options (default: the registered model's own)")
-    add = functools.partial(group.add_argument, default=default)
-    add("--in-channels", type=int, help="image channels C")
-    add("--num-classes", type=int, help="output channels K: 1 = binary (sigmoid), >= 2 = softmax")
-    add("--base-channels", type=int, help="channels of the first stage (doubled at each level)")
-    add("--depth", type=int, help="number of down-sampling levels")
-    add("--padding", choices=PADDINGS, help="U-Net convolutions: same (padded) or valid")
-    add("--norm", choices=[n or "none" for n in NORMS], help="normalisation layer")
-    add("--upsample", choices=UPSAMPLINGS, help="up-sampling in the decoder")
-    add("--dropout", type=float, help="dropout probability at the end of the contracting path")
-    add("--encoder-weights", metavar="PATH", help="torchvision ResNet state-dict file for the encoder")
-    add("--freeze-encoder", action="store_true", help="keep the ResNet encoder fixed")
-    add("--checkpointing", action="store_true", help="gradient checkpointing: recompute activations in backward")
-
-
-MODEL_OPTIONS = (
-    "in_channels",
-    "num_classes",
-    "base_channels",
-    "depth",
-    "padding",
-    "norm",
-    "upsample",
-    "dropout",
-    "encoder_weights",
-    "freeze_encoder",
-    "checkpointing",
-)
+    group = parser.add_argument_group(title)
+    return add_flags(group, ModelOptions, prefix="model_kwargs.", only=only, choices=choices, default=default)
 
 
 def model_kwargs(args: argparse.Namespace) -> dict:
     """The model options given on the command line, as keyword arguments for `create_model`."""
-    return {k: getattr(args, k) for k in MODEL_OPTIONS if getattr(args, k, None) is not None}
+    prefix = "model_kwargs."
+    given = {k.removeprefix(prefix): v for k, v in vars(args).items() if k.startswith(prefix)}
+    return {k: v for k, v in given.items() if v is not None}
 
 
-def mask_value(text: str) -> int | list[int]:
-    """An argparse type for a mask value: "255" -> 255; "255,0,0" -> [255, 0, 0] (a colour)."""
-    try:
-        parts = [int(p) for p in text.split(",")]
-    except ValueError:
-        parts = []
-    if len(parts) not in (1, 3) or min(parts) < 0:
-        raise argparse.ArgumentTypeError(
-            f"{text!r} is not a mask value; write an integer like 255 or a colour like 255,0,0"
-        )
-    return parts[0] if len(parts) == 1 else parts
-
-
-def ignore_value(text: str) -> int | list[int] | str:
-    """An argparse type for an unlabelled value: a mask value, or the name of a class such as "void"."""
-    return text if text.isidentifier() else mask_value(text)
+def folder_settings(args: argparse.Namespace) -> dict:
+    """The dataset options in `args` (dests `data.<field>`) that have a value, as `DataConfig` keyword arguments."""
+    given = {k.removeprefix("data."): v for k, v in vars(args).items() if k.startswith("data.")}
+    return {k: v for k, v in given.items() if v is not None}
 
 
 def parse_shape(text: str, option: str) -> tuple[int, ...]:

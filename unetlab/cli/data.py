@@ -1,12 +1,12 @@
 """`unetlab data check DIR`: pairs, sizes, channels, mask values and every problem of a dataset folder.
 
-The flags name the dataset options as `unetlab train` does, so that a folder reported usable with them is one that
-`unetlab train --data DIR` with the same flags accepts.
+The flags are `unetlab train`'s dataset options (the same declarations in `DataConfig`), so that a folder reported
+usable with them is one that `unetlab train --data DIR` with the same flags accepts.
 """
 
-from unetlab.cli.common import LeafParser, add_folder_options
-from unetlab.data import DataConfig
+from unetlab.cli.common import LeafParser, add_folder_options, folder_settings, record_flags
 from unetlab.data.check import check_folder
+from unetlab.data.config import DataConfig
 
 
 def add_parser(subparsers) -> None:
@@ -21,23 +21,12 @@ def add_parser(subparsers) -> None:
         "the dataset, 2 otherwise.",
     )
     check.add_argument("dir", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
-    config = DataConfig()  # the defaults train reads a folder with
-    fields = ("image_dir", "mask_dir", "ignore_values", "val_fraction")
-    add_folder_options(check, {field: getattr(config, field) for field in fields})
+    add_folder_options(check)
+    record_flags(check)
     check.set_defaults(func=run, command_name="data check")
 
 
 def run(args) -> int:
-    cfg = DataConfig(
-        source=args.dir,
-        image_dir=args.image_dir,
-        mask_dir=args.mask_dir,
-        class_values=args.class_values,
-        class_names=args.class_names,
-        ignore_values=args.ignore_values,
-        val_list=args.val_list,
-        val_fraction=args.val_fraction,
-    )
-    report = check_folder(cfg)
+    report = check_folder(DataConfig(source=args.dir, **folder_settings(args)))
     print(report.format())
     return 0 if report.usable else 2

@@ -2,12 +2,11 @@
 
 import sys
 
-from unetlab.cli.common import add_folder_options, mask_value
+from unetlab.cli.common import add_folder_options, folder_settings, record_flags
 from unetlab.cli.predict import add_predictor_options, make_predictor
-from unetlab.data import DataConfig
-from unetlab.data.folders import find_layout, pair_files
-from unetlab.errors import UnetlabError, plural
-from unetlab.evaluation.report import evaluate_pairs
+from unetlab.data.config import DataConfig, mask_value
+from unetlab.errors import plural
+from unetlab.evaluation.report import evaluate_pairs, folder_pairs
 from unetlab.inference.outputs import make_output_folder
 
 
@@ -21,7 +20,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `unetlab train`")
     parser.add_argument("data", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
     parser.add_argument("--split", help="split of a split layout to score (default: test if it has masks, else val)")
-    add_folder_options(parser, {"image_dir": DataConfig.image_dir, "mask_dir": DataConfig.mask_dir}, classes=False)
+    add_folder_options(parser, groups=("layout",))
     parser.add_argument(
         "--ignore-values",
         nargs="+",
@@ -32,22 +31,16 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--out", metavar="DIR", help="write DIR/report.csv (per image) and DIR/report.json")
     add_predictor_options(parser)
+    record_flags(parser)
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
-    layout = find_layout(args.data, args.image_dir, args.mask_dir)
-    labelled = [s for s in ("test", "val", "all", "train") if s in layout and layout[s][1].is_dir()]
-    split = args.split or (labelled or list(layout))[0]  # a test/ of images only is skipped for val/
-    if split not in layout:
-        raise UnetlabError(f"--split {split}: {args.data} has {', '.join(layout)}; choose one of them")
-    pairs, problems = pair_files(*layout[split])
-    if problems:
-        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
-        raise UnetlabError(f"{shown}; fix these (`unetlab data check {args.data}` lists them) and run again")
+    folders = DataConfig(**folder_settings(args))
+    pairs, split = folder_pairs(args.data, args.split, folders.image_dir, folders.mask_dir)
     predictor = make_predictor(args)
     out = make_output_folder(args.out) if args.out else None  # before any image is predicted
-    print(f"eval: {args.checkpoint} on {plural(len(pairs), 'image')} of {layout[split][0]}")
+    print(f"eval: {args.checkpoint} on {plural(len(pairs), 'image')} of {pairs[0][0].parent} ({split})")
     report = evaluate_pairs(predictor, pairs, args.ignore_values, progress=sys.stderr.isatty())
     print(report.format())
     if out:

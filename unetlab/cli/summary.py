@@ -1,9 +1,10 @@
 """`unetlab summary MODEL`: a per-stage table of a model's shapes, parameters, FLOPs and activation memory."""
 
-from unetlab.cli.common import add_model_options, model_kwargs, parse_shape
+from unetlab.cli.common import add_model_options, model_kwargs, parse_shape, record_flags
 from unetlab.errors import UnetlabError, plural
 from unetlab.models import create_model, list_models
 from unetlab.models.summary import format_summary, summarize
+from unetlab.settings import settings_under
 
 
 def add_parser(subparsers) -> None:
@@ -19,6 +20,7 @@ def add_parser(subparsers) -> None:
         help="input shape (default: 1,572,572 for valid-padding models, the paper's; otherwise C,256,256)",
     )
     add_model_options(parser)
+    record_flags(parser)
     parser.set_defaults(func=run)
 
 
@@ -33,7 +35,8 @@ def run(args) -> int:
                 f"--input has {plural(shape[0], 'channel')} but --in-channels is {kwargs['in_channels']}; make them "
                 "agree"
             )
-    model = create_model(args.model, **kwargs)
+    with settings_under("model_kwargs"):
+        model = create_model(args.model, **kwargs)
     if shape is None:
         side = 572 if model.padding == "valid" else 256
         shape = (model.in_channels, side, side)

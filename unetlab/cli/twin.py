@@ -10,20 +10,24 @@ encoder weights or gradient checkpointing), with `unetlab train`'s spelling for 
 """
 
 import math
+from dataclasses import fields
 
 import numpy as np
 import torch
 
-from unetlab.cli.common import LeafParser, model_kwargs, parse_shape
-from unetlab.data.synthetic import CLASS_NAMES, generate
+from unetlab.cli.common import MODEL_TITLE, LeafParser, add_model_options, model_kwargs, parse_shape, record_flags
+from unetlab.data.synthetic import CLASS_NAMES
 from unetlab.errors import UnetlabError
+from unetlab.logits import is_binary, num_labels, output_channels
 from unetlab.models import create_model, model_options
-from unetlab.options import PADDINGS, TWIN_NORMS
+from unetlab.options import TWIN_NORMS
+from unetlab.settings import add_flags, invalid, settings_under
 from unetlab.twin import NumpyUNet
 from unetlab.twin.bridge import check_twin, format_check, within_tolerance
-from unetlab.twin.train import TwinTrainConfig, train_twin
+from unetlab.twin.train import TwinTrainConfig, synthetic_cells, train_twin
 
 TWIN_MODELS = ("unet-classic", "unet")  # the registered models the twin mirrors
+TWIN_OPTIONS = ("in_channels", "num_classes", "base_channels", "depth", "padding", "norm", "dropout")
 
 
 def add_parser(subparsers) -> None:
@@ -55,6 +59,7 @@ def add_parser(subparsers) -> None:
     check.add_argument("--seed", type=int, default=0, help="seeds the weights, the batch and the dropout mask")
     check.add_argument("--tol", type=float, default=1e-9, help="largest relative error that passes (>= 0)")
     add_twin_model_options(check)
+    record_flags(check)
     check.set_defaults(func=run_check, command_name="twin check")
 
     train = commands.add_parser(
@@ -65,34 +70,18 @@ def add_parser(subparsers) -> None:
         "trains in seconds on a CPU; other model options default to the registered model's.",
     )
     train.add_argument("--model", choices=TWIN_MODELS, default="unet", help="registered model whose options to use")
-    # data
-    train.add_argument("--image-size", type=int, default=64, help="synthetic image side in px (32 or more)")
-    train.add_argument("--num-train", type=int, default=256, help="synthetic training images")
-    train.add_argument("--num-val", type=int, default=64, help="synthetic validation images")
-    # optimisation
-    defaults = TwinTrainConfig()
-    train.add_argument("--steps", type=int, default=defaults.steps, help="optimizer steps")
-    train.add_argument("--batch-size", type=int, default=defaults.batch_size, help="images per step")
-    train.add_argument("--lr", type=float, default=defaults.lr, help="Adam learning rate (> 0)")
-    train.add_argument("--dice-weight", type=float, default=defaults.dice_weight, help=">= 0; 0 = cross-entropy only")
-    train.add_argument("--eval-every", type=int, default=defaults.eval_every, help="steps; 0 = only at the end")
-    train.add_argument("--seed", type=int, default=0, help="seeds the data, the weights and the batch order")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_flags(train, TwinTrainConfig)
     add_twin_model_options(train, "model options (default: --base-channels 8 --depth 3, then the registered model's)")
-    train.set_defaults(func=run_train, command_name="twin train", base_channels=8, depth=3)
+    record_flags(train)
+    train.set_defaults(func=run_train, command_name="twin train", **{"model_kwargs.base_channels": 8,
+                                                                     "model_kwargs.depth": 3})  # fmt: skip
 
 
-def add_twin_model_options(parser, title: str = "model options (default: the registered model's own)") -> None:
-    """The model options of `NumpyUNet`, as flags named like `unetlab train`'s; left out: the model's default."""
-    group = parser.add_argument_group(title)
-    group.add_argument("--in-channels", type=int, help="image channels C")
-    group.add_argument("--num-classes", type=int, help="output channels K: 1 = binary (sigmoid), >= 2 = softmax")
-    group.add_argument("--base-channels", type=int, help="channels of the first stage (doubled at each level)")
-    group.add_argument("--depth", type=int, help="number of down-sampling levels, 1 to 8")
-    group.add_argument("--padding", choices=PADDINGS, help="convolutions: same (padded) or valid (the paper)")
+def add_twin_model_options(parser, title: str = MODEL_TITLE) -> None:
+    """The model options of `NumpyUNet` (those of `ModelOptions` it implements), named as `unetlab train`'s."""
     norms = ["none" if n is None else n for n in TWIN_NORMS]
-    group.add_argument("--norm", choices=norms, help="batch norm after every 3x3 conv, or none")
-    group.add_argument("--dropout", type=float, help="dropout probability at the end of the contracting path")
+    add_model_options(parser, title, only=TWIN_OPTIONS, choices={"norm": norms})
 
 
 def run_check(args) -> int:
@@ -101,7 +90,8 @@ def run_check(args) -> int:
     if not (math.isfinite(args.tol) and args.tol >= 0):
         raise UnetlabError(f"--tol {args.tol} is not valid; give the largest relative error that passes, >= 0")
     torch.manual_seed(args.seed)  # the initial weights
-    model = create_model(args.model, **model_kwargs(args)).double().train(not args.eval)
+    with settings_under("model_kwargs"):
+        model = create_model(args.model, **model_kwargs(args)).double().train(not args.eval)
     if args.input:
         shape = parse_shape(args.input, "--input")
         if len(shape) != 3 or shape[0] != model.in_channels:
@@ -114,10 +104,10 @@ def run_check(args) -> int:
     out_h, out_w = model.output_size(shape[1]), model.output_size(shape[2])  # raises for sizes that do not fit
     rng = np.random.default_rng(args.seed)
     image = rng.standard_normal((args.batch_size, *shape))
-    mask = rng.integers(0, max(model.num_classes, 2), (args.batch_size, out_h, out_w))
+    mask = rng.integers(0, num_labels(model.num_classes), (args.batch_size, out_h, out_w))
     print(
         f"twin check: {args.model} ({_describe(model)}), input {args.batch_size}x{'x'.join(map(str, shape))}, "
-        f"float64, {'eval' if args.eval else 'train'} mode, loss {'BCE' if model.num_classes == 1 else 'CE'}"
+        f"float64, {'eval' if args.eval else 'train'} mode, loss {'BCE' if is_binary(model.num_classes) else 'CE'}"
     )
     report = check_twin(model, image, mask, seed=args.seed)
     print(format_check(report))
@@ -132,33 +122,26 @@ def run_check(args) -> int:
 
 
 def run_train(args) -> int:
-    for option, value, low in (
-        ("--image-size", args.image_size, 32),
-        ("--num-train", args.num_train, 1),
-        ("--num-val", args.num_val, 1),
-    ):
-        if value < low:
-            raise UnetlabError(f"{option} {value} is not valid; use {low} or more")
+    cfg = TwinTrainConfig(**{f.name: getattr(args, f.name) for f in fields(TwinTrainConfig)})
     kwargs = model_kwargs(args)
-    classes = CLASS_NAMES["cells"]
-    if kwargs.get("num_classes", 1) not in (1, len(classes)):
-        raise UnetlabError(
-            f"--num-classes {kwargs['num_classes']} does not fit the synthetic cells, which have {len(classes)} "
-            f"classes ({', '.join(classes)}); use 1 (one sigmoid output) or 2 (softmax)"
+    classes, valid = CLASS_NAMES["cells"], output_channels(len(CLASS_NAMES["cells"]))
+    if kwargs.get("num_classes", valid[0]) not in valid:
+        raise invalid(
+            "model_kwargs.num_classes",
+            kwargs["num_classes"],
+            f"1 (one sigmoid output) or 2 (softmax) for the {len(classes)} classes of the synthetic cells",
         )
-    cfg = TwinTrainConfig(args.steps, args.batch_size, args.lr, args.dice_weight, args.eval_every, args.seed)
-    cfg.check()  # before the data are generated
-    train_data = _cells(range(args.num_train), args.seed, args.image_size)
-    val_data = _cells(range(args.num_train, args.num_train + args.num_val), args.seed, args.image_size)
+    train_data, val_data = synthetic_cells(cfg)
     channels = train_data[0].shape[1]
     if kwargs.setdefault("in_channels", channels) != channels:
         raise UnetlabError(f"--in-channels {kwargs['in_channels']} does not fit the {channels}-channel images")
     options = {k: v for k, v in model_options(args.model).items() if k in NumpyUNet.CONFIG}
-    twin = NumpyUNet(**{**options, **kwargs}, seed=args.seed)
+    with settings_under("model_kwargs"):
+        twin = NumpyUNet(**{**options, **kwargs}, seed=args.seed)
     count = sum(p.size for p in twin.params.values())
     print(
         f"twin train: {args.model} ({_describe(twin)}), {count:,} parameters; synthetic cells "
-        f"{args.image_size}x{args.image_size}, {args.num_train} train / {args.num_val} val images"
+        f"{cfg.image_size}x{cfg.image_size}, {cfg.num_train} train / {cfg.num_val} val images"
     )
     history = train_twin(twin, cfg, train_data, val_data, progress=not args.no_progress)
     step, dice = history["val_dice"][-1]
@@ -167,12 +150,6 @@ def run_train(args) -> int:
         f"(final training loss {history['losses'][-1]:.4f})"
     )
     return 0
-
-
-def _cells(indices, seed: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Synthetic cell images (n, C, size, size) float32 and masks (n, size, size) int64."""
-    pairs = [generate("cells", i, seed=seed, size=size) for i in indices]
-    return np.stack([p[0] for p in pairs]).astype(np.float32), np.stack([p[1] for p in pairs]).astype(np.int64)
 
 
 def _describe(model) -> str:

@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from unetlab.data.datasets import DataConfig, check_config
+from unetlab.data.config import DataConfig, check_source_exists
 from unetlab.data.folders import Scan, canonical, find_layout, pair_files
 from unetlab.data.io import is_image_file
 from unetlab.data.sources import class_table, scan_folder, split_pairs
@@ -44,9 +44,9 @@ def check_folder(cfg: DataConfig) -> CheckReport:
     """Check the folder dataset `cfg.source` as `build_datasets(cfg)` would read it (layouts as in
     `unetlab.data.folders`; `class_values`, `class_names`, `ignore_values`, `val_list` and `val_fraction` as there).
     """
-    report = CheckReport(Path(cfg.source))
+    report, cfg = CheckReport(Path(cfg.source)), cfg.seeded()
     try:
-        check_config(cfg)
+        check_source_exists(cfg)
         layout = find_layout(cfg.source, cfg.image_dir, cfg.mask_dir)
         pairs, scan, problems = scan_folder(replace(cfg, cache=False))
     except UnetlabError as exc:

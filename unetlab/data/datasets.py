@@ -15,50 +15,15 @@
   `build_datasets` and kept in memory; otherwise each item is read (or generated) when asked for.
 """
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 import numpy as np
 import torch
 
 from unetlab.data import synthetic
+from unetlab.data.config import DataConfig, check_source_exists
 from unetlab.data.info import DataInfo
 from unetlab.data.sources import FolderSource, SyntheticSource, folder_sources
 from unetlab.data.weight_map import border_weight_map
 from unetlab.errors import UnetlabError, plural
-
-
-@dataclass
-class DataConfig:
-    # What to load.
-    source: str = "synthetic-cells"  # "synthetic-cells", "synthetic-shapes", or a dataset folder DIR
-    image_dir: str = "images"  # image folder under DIR (or under DIR/<split>), or an absolute path
-    mask_dir: str = "masks"  # mask folder, like image_dir
-    # Validation split of a folder dataset: DIR/val if it exists, else val_list, else a seeded random fraction.
-    val_list: str | None = None  # text file naming the validation images, one per line; relative: to cwd, else DIR
-    val_fraction: float = 0.2  # share of the pairs held out for validation (typical 0.1-0.2); 0 = no validation
-    # Mask encoding of a folder dataset.
-    class_values: list | None = None  # mask value of each class in order, ints or [r, g, b]; None = values found
-    class_names: list[str] | None = None  # one name per class, e.g. ["background", "cell"]; None = no names
-    ignore_values: list = field(default_factory=list)  # unlabelled mask values, e.g. [255], or a class name ["void"]
-    # Normalisation, per channel on the [0, 1] scale (8-bit / 255, 16-bit / 65535).
-    mean: list[float] | None = None  # fixed means (one value = every channel); None = training split's, computed once
-    std: list[float] | None = None  # fixed standard deviations, like mean; mean=[0], std=[1] turns normalisation off
-    # Training patches.
-    patch_size: int = 128  # side of the square patch in pixels (typical 128-512)
-    patches_per_image: int = 1  # patches per image per epoch: len(train_ds) = training images * this
-    foreground_fraction: float = 0.33  # chance that a patch is centred on a foreground (class >= 1) pixel; 0 = uniform
-    # The paper's weight map (eq. 2), returned as item["weight"] for a pixel-weighted cross-entropy.
-    weight_map: bool = False  # add "weight" to every item (train and val)
-    weight_w0: float = 10.0  # w0: weight of the border term (paper: 10)
-    weight_sigma: float = 5.0  # sigma in pixels (paper: 5)
-    # Synthetic sources.
-    num_train: int = 64  # training images
-    num_val: int = 16  # validation images
-    image_size: int = 128  # image side in pixels
-    # Other.
-    cache: bool = True  # prepare all items once in build_datasets and keep them in memory (off for huge datasets)
-    seed: int = 0  # synthetic images, the random validation fraction and the patch positions (>= 0)
 
 
 def build_datasets(cfg: DataConfig) -> tuple["PatchDataset", "ImageDataset", DataInfo]:
@@ -68,11 +33,10 @@ def build_datasets(cfg: DataConfig) -> tuple["PatchDataset", "ImageDataset", Dat
         UnetlabError: naming the option or file at fault (missing folder, unpaired or unreadable files, unknown mask
             values, inconsistent class names, ...).
     """
-    check_config(cfg)
-    if cfg.source.startswith("synthetic-"):
+    check_source_exists(cfg)
+    cfg = cfg.seeded()
+    if cfg.synthetic:
         kind = cfg.source.removeprefix("synthetic-")
-        if kind not in synthetic.KINDS:
-            raise UnetlabError(f"source {cfg.source!r} is unknown; use synthetic-cells, synthetic-shapes or a folder")
         train_src = SyntheticSource(kind, cfg.seed, cfg.image_size, start=0, count=cfg.num_train)
         val_src = SyntheticSource(kind, cfg.seed, cfg.image_size, start=cfg.num_train, count=cfg.num_val)
         names = synthetic.CLASS_NAMES[kind]
@@ -201,37 +165,3 @@ def _per_channel(values: list[float], channels: int, option: str) -> list[float]
             + ("1 value" if channels == 1 else f"1 value (for all) or {channels}")
         )
     return values
-
-
-SETTING_FLAGS = {"weight_w0": "w0", "weight_sigma": "sigma"}  # data settings whose flag is spelt otherwise
-
-
-def check_config(cfg: DataConfig) -> None:
-    """Raise a `UnetlabError` naming the first option of `cfg` out of its range (before any file is read)."""
-    rules = [  # (ok, setting, what it must be)
-        (cfg.patch_size >= 1, "patch_size", ">= 1 (pixels)"),
-        (cfg.patches_per_image >= 1, "patches_per_image", ">= 1"),
-        (0 <= cfg.foreground_fraction <= 1, "foreground_fraction", "in [0, 1]"),
-        (0 <= cfg.val_fraction < 1, "val_fraction", "in [0, 1)"),
-        (cfg.num_train >= 1, "num_train", ">= 1"),
-        (cfg.num_val >= 0, "num_val", ">= 0"),
-        (cfg.image_size >= 32, "image_size", ">= 32 (pixels)"),
-        (cfg.seed >= 0, "seed", ">= 0"),
-        (cfg.weight_w0 >= 0, "weight_w0", ">= 0"),
-        (cfg.weight_sigma > 0, "weight_sigma", "> 0 (pixels)"),
-        (cfg.std is None or all(s > 0 for s in cfg.std), "std", "> 0 in every channel"),
-    ]
-    for ok, setting, rule in rules:
-        if not ok:
-            flag = SETTING_FLAGS.get(setting, setting.replace("_", "-"))
-            raise UnetlabError(
-                f"--{flag} {getattr(cfg, setting)} is not valid: it must be {rule} (data setting {setting})"
-            )
-    if cfg.source.startswith("synthetic-") and (cfg.val_list or cfg.class_values or cfg.ignore_values):
-        raise UnetlabError(
-            "--val-list, --class-values and --ignore-values apply to folder datasets, not to synthetic sources"
-        )
-    if not cfg.source.startswith("synthetic-") and not Path(cfg.source).exists():
-        raise UnetlabError(
-            f"source {cfg.source!r} not found; give a dataset folder, synthetic-cells or synthetic-shapes"
-        )

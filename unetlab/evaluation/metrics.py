@@ -11,12 +11,17 @@ Reductions: "none" (N, K), per image and class; "per-class" (K,), counts summed 
 mean of the per-class scores; "micro", counts summed over images and classes; "imagewise", the mean over images of
 each image's mean over classes.
 
-`foreground(probs, threshold)` is the decision rule of binary models (probability >= threshold).
+`REGISTRY` names every metric with what it needs and its direction (higher or lower is better), which the best
+checkpoint, early stopping and the plateau schedule follow (`is_better`).
 
 Empty-mask convention: a score whose denominator is 0 (the class is absent from both the truth and the prediction
 of that image, or of the whole set) is undefined: it is NaN and left out of every mean, as MONAI does. A mean of
 nothing but NaN stays NaN.
 """
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 
@@ -24,15 +29,6 @@ from unetlab.data.info import IGNORE_INDEX
 from unetlab.errors import UnetlabError
 
 REDUCTIONS = ("none", "per-class", "macro", "micro", "imagewise")
-
-
-def foreground(probs, threshold: float):
-    """The decision rule of binary (1-logit) models: foreground where the probability is >= `threshold`.
-
-    One rule for prediction and validation, whose chosen threshold is the best under it; works on tensors and
-    NumPy arrays alike. (The NumPy twin, which cannot import this module, uses the same rule on logits: >= 0.)
-    """
-    return probs >= threshold
 
 
 def confusion_counts(
@@ -110,7 +106,52 @@ def _reduce(ratio, tp, fp, fn, tn, reduction: str) -> torch.Tensor:
     return per_class if reduction == "per-class" else per_class.nanmean()
 
 
-METRICS = {"dice": dice, "iou": iou, "precision": precision, "recall": recall, "accuracy": accuracy}
+@dataclass(frozen=True)
+class Metric:
+    """A registered metric: what it needs to be computed, and which way is better.
+
+    `needs`: "counts" (a function of the confusion counts, `fn(tp, fp, fn, tn, reduction)`), "masks" (of each image's
+    predicted and true classes), "probs" (of the probabilities), or "loss" (the validation loss itself).
+    """
+
+    name: str
+    needs: str
+    higher_is_better: bool = True
+    fn: Callable | None = None
+
+
+REGISTRY = {
+    metric.name: metric
+    for metric in (
+        Metric("dice", "counts", fn=dice),
+        Metric("iou", "counts", fn=iou),
+        Metric("precision", "counts", fn=precision),
+        Metric("recall", "counts", fn=recall),
+        Metric("accuracy", "counts", fn=accuracy),
+        Metric("loss", "loss", higher_is_better=False),
+    )
+}
+METRICS = {name: m.fn for name, m in REGISTRY.items() if m.needs == "counts"}  # what `MetricAccumulator` computes
+
+
+def metric_of(key: str) -> Metric:
+    """The registered metric behind a score's key: "dice", "dice/cell" (a class's), "val/dice/cell" (as logged).
+
+    Raises:
+        KeyError: for a key of no registered metric.
+    """
+    parts = key.removeprefix("val/").split("/")
+    return REGISTRY[parts[0]]
+
+
+def is_better(key: str, value: float, best: float | None) -> bool:
+    """True when `value` of the score `key` improves on `best` (None: nothing yet) in the metric's direction; NaN
+    never improves."""
+    if math.isnan(value):
+        return False
+    if best is None:
+        return True
+    return value > best if metric_of(key).higher_is_better else value < best
 
 
 class MetricAccumulator:

@@ -19,12 +19,14 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from unetlab.data.folders import canonical, prepare_mask
+from unetlab.data.folders import canonical, find_layout, pair_files, prepare_mask
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image, read_mask
 from unetlab.errors import UnetlabError
 from unetlab.evaluation.metrics import METRICS, MetricAccumulator
 from unetlab.inference.predictor import Predictor
+from unetlab.logits import num_labels
+from unetlab.settings import SettingError
 
 
 @dataclass
@@ -72,7 +74,7 @@ def evaluate_pairs(
     """
     if not pairs:
         raise UnetlabError("no image/mask pairs to evaluate")
-    info, k = with_ignored(predictor.data, ignore_values), max(predictor.num_classes, 2)  # binary: two classes
+    info, k = with_ignored(predictor.data, ignore_values), num_labels(predictor.num_classes)
     names = info.class_names or [str(c) for c in range(k)]
     total, rows = MetricAccumulator(k, names), []
     for image_path, mask_path in tqdm(pairs, unit="image", disable=not progress):
@@ -96,6 +98,28 @@ def evaluate_pairs(
     return Report(names, rows, summary)
 
 
+def folder_pairs(data: str | Path, split: str | None = None, image_dir: str = "images", mask_dir: str = "masks"):
+    """The (image, mask) pairs of a labelled dataset folder to score, and the split they are from.
+
+    The default split is the first with masks of test, val, all (the flat layout) and train: a `test/` of images
+    only is skipped for `val/`.
+
+    Raises:
+        UnetlabError: for a folder without that split, or unpaired files (naming them and `unetlab data check`).
+    """
+    layout = find_layout(data, image_dir, mask_dir)
+    labelled = [s for s in ("test", "val", "all", "train") if s in layout and layout[s][1].is_dir()]
+    split = split or (labelled or list(layout))[0]
+    if split not in layout:
+        raise SettingError(lambda n: f"{n('split')} {split}: {data} has {', '.join(layout)}; choose one of them",
+                           ["split"])  # fmt: skip
+    pairs, problems = pair_files(*layout[split])
+    if problems:
+        shown = "; ".join(problems[:5]) + (f"; and {len(problems) - 5} more" if len(problems) > 5 else "")
+        raise UnetlabError(f"{shown}; fix these (`unetlab data check {data}` lists them) and run again")
+    return pairs, split
+
+
 def with_ignored(info: DataInfo, values: list) -> DataInfo:
     """`info` with `values` (ints, or [r, g, b] colours) added to its ignore values."""
     colour = info.is_colour_mask
@@ -103,11 +127,19 @@ def with_ignored(info: DataInfo, values: list) -> DataInfo:
     classes = [canonical(v, colour) for v in info.class_values]
     for value in extra:
         if not colour and isinstance(value, tuple):
-            raise UnetlabError(f"--ignore-values {value}: a colour, but the checkpoint's masks are grey values")
+            raise SettingError(
+                lambda n, value=value: (
+                    f"{n('ignore_values')} {value}: a colour, but the checkpoint's masks are grey values"
+                ),
+                ["ignore_values"],
+            )
         if value in classes:
-            raise UnetlabError(
-                f"--ignore-values {value} is class {classes.index(value)} of the checkpoint; ignore only values "
-                "that are not classes"
+            raise SettingError(
+                lambda n, value=value: (
+                    f"{n('ignore_values')} {value} is class {classes.index(value)} of the checkpoint; ignore "
+                    "only values that are not classes"
+                ),
+                ["ignore_values"],
             )
     return replace(info, ignore_values=[*info.ignore_values, *extra])
 

@@ -16,8 +16,9 @@ import torch
 from torch.utils.data import DataLoader
 
 from unetlab.data.info import IGNORE_INDEX
-from unetlab.evaluation.metrics import METRICS, MetricAccumulator, foreground
+from unetlab.evaluation.metrics import METRICS, MetricAccumulator
 from unetlab.inference.tiling import predict_tiled
+from unetlab.logits import decide, is_binary, num_labels, probabilities
 
 THRESHOLD_BINS = 200
 
@@ -33,8 +34,8 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
     """
     was_training = model.training
     model.eval()
-    binary = model.num_classes == 1
-    accumulator = MetricAccumulator(2 if binary else model.num_classes, class_names)
+    binary = is_binary(model.num_classes)
+    accumulator = MetricAccumulator(num_labels(model.num_classes), class_names)
     # bins 0..B-1: labelled background; B..2B-1: labelled foreground; 2B: unlabelled pixels, dropped
     histogram = torch.zeros(2 * THRESHOLD_BINS + 1, dtype=torch.int64, device=runtime.device)
     loss_sum = torch.zeros((), device=runtime.device)
@@ -48,13 +49,13 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
         logits = logits[None].to(runtime.device)  # (1, K, H, W)
         loss_sum += loss_fn(logits, mask)
         if binary:
-            prob = torch.sigmoid(logits[:, 0])  # (1, H, W)
-            pred = foreground(prob, 0.5).long()
+            prob = probabilities(logits)[:, 0]  # (1, H, W)
+            pred = decide(prob[:, None]).long()  # at the default threshold, before t is known
             bins = (prob * THRESHOLD_BINS).long().clamp_(max=THRESHOLD_BINS - 1) + THRESHOLD_BINS * mask.clamp(0, 1)
             bins = torch.where(mask == IGNORE_INDEX, 2 * THRESHOLD_BINS, bins)  # (1, H, W); no host sync
             histogram.scatter_add_(0, bins.flatten(), torch.ones_like(bins.flatten()))
         else:
-            pred = logits.argmax(dim=1)  # (1, H, W)
+            pred = decide(logits)  # (1, H, W)
             accumulator.update(pred, mask)
         if len(samples) < num_samples:
             samples.append((item["image"][0], item["mask"][0], pred[0].cpu()))
@@ -70,11 +71,11 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
     return metrics, threshold, samples
 
 
-def metric_names(class_names: list[str], binary: bool) -> list[str]:
-    """The keys of `evaluate`'s metrics: headline scores, per-class scores, and the threshold for binary models."""
+def metric_names(class_names: list[str]) -> list[str]:
+    """The keys of `evaluate`'s scores that can pick a best checkpoint: the loss, each metric's headline and each
+    class's score (binary models also report their threshold, which is not a score)."""
     scores = list(METRICS)
-    names = ["loss", *scores, *(f"{m}/{c}" for m in scores for c in class_names)]
-    return names + (["threshold"] if binary else [])
+    return ["loss", *scores, *(f"{m}/{c}" for m in scores for c in class_names)]
 
 
 def counts_at(threshold: float, negatives: torch.Tensor, positives: torch.Tensor) -> torch.Tensor:

@@ -18,6 +18,7 @@ import json
 import os
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -25,11 +26,15 @@ import torch
 from unetlab import __version__
 from unetlab.errors import UnetlabError
 from unetlab.inference.tiling import pooling_stride
+from unetlab.logits import activation
 from unetlab.models.blocks import SegmentationModel
-from unetlab.options import check_choice
+from unetlab.settings import check_choice
 from unetlab.training.checkpoint import Checkpoint, load_checkpoint
 
 FORMATS = ("onnx", "torchscript")
+# Largest |PyTorch - exported| accepted. Float32 kernels that sum in another order differ by ~1e-7 of the logits'
+# size (logits are rarely above 100); a wrong graph differs by about the logits' size.
+PARITY_TOLERANCE = 1e-3
 TORCHSCRIPT_SUFFIXES = (".pt", ".pth", ".ts", ".torchscript")  # refused for ONNX files, as .onnx is for TorchScript
 ONNX_OPSET = 17  # run by ONNX Runtime 1.13+ and most other runtimes
 INPUT_NAME, OUTPUT_NAME = "image", "logits"
@@ -57,8 +62,7 @@ def export_metadata(model: SegmentationModel, checkpoint: Checkpoint | None = No
         "input": f"{INPUT_NAME} (N, {model.in_channels}, H, W) float32: pixels divided by 255 (8-bit) or 65535 "
         "(16-bit; float images as they are), then normalised per channel, (x - data.mean) / data.std",
         "input_sizes": inputs,
-        "output": f"{OUTPUT_NAME} (N, {model.num_classes}, H', W'): "
-        + ("sigmoid" if model.num_classes == 1 else "softmax"),
+        "output": f"{OUTPUT_NAME} (N, {model.num_classes}, H', W'): {activation(model.num_classes)}",
         "data": checkpoint.data.to_dict() if checkpoint and checkpoint.data else None,
         "threshold": checkpoint.threshold if checkpoint else None,
     }
@@ -174,6 +178,32 @@ def check_export(model: SegmentationModel, path: str | Path, format: str) -> flo
             f"{path} gives {tuple(got.shape)} for an input of {tuple(image.shape)}, PyTorch {tuple(expected.shape)}"
         )
     return float((got - expected).abs().max())
+
+
+@dataclass
+class Export:
+    """What `export_checkpoint` wrote and how close it is to PyTorch."""
+
+    path: Path
+    model_name: str
+    check_shape: tuple[int, ...]  # the (N, C, H, W) input of the parity check
+    difference: float  # max |PyTorch - exported| on that input
+
+
+def export_checkpoint(checkpoint: str | Path, path: str | Path, format: str) -> Export:
+    """Export the model of a checkpoint file with its metadata, then check the file against PyTorch (`check_export`).
+
+    Raises:
+        UnetlabError: as `export_model`, or when the file differs from PyTorch by more than `PARITY_TOLERANCE` (it is
+            left in place for inspection, and the message says not to use it).
+    """
+    saved = load_checkpoint(checkpoint)
+    model = saved.build_model()
+    path = export_model(model, path, format, metadata=export_metadata(model, saved))
+    difference = check_export(model, path, format)
+    if difference > PARITY_TOLERANCE:
+        raise UnetlabError(f"{path} differs from the PyTorch model by {difference:.3g}; do not use it, and report this")
+    return Export(path, saved.model_name, export_shapes(model)[1], difference)
 
 
 def _require(module: str, purpose: str):

@@ -1,4 +1,5 @@
-"""What `unetlab predict` reads and writes: input files from paths, folders and globs; masks, probabilities, overlays.
+"""What `unetlab predict` reads and writes: input files from paths, folders and globs; masks, probabilities, overlays;
+and `predict_files`, the command's whole loop as a library function.
 
 Layout of the output folder, for an input `NAME.ext`:
 
@@ -18,13 +19,15 @@ import glob
 import os
 from collections import Counter
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, write_image, write_planes
+from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, read_image, write_image, write_planes
 from unetlab.errors import UnetlabError
-from unetlab.inference.predictor import Prediction
+from unetlab.inference.predictor import Prediction, Predictor
 
 # Tints of classes 1, 2, ... for masks without colours of their own (class 0 is left untinted).
 PALETTE = np.array(
@@ -181,3 +184,57 @@ def display_rgb(image: np.ndarray) -> np.ndarray:
         scaled = (image.astype(np.float32) - lo) / max(hi - lo, 1e-12)
         image = np.round(np.clip(scaled, 0, 1) * 255).astype(np.uint8)
     return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image.copy()
+
+
+@dataclass
+class FolderPrediction:
+    """What `predict_files` did: the files written per input, and the inputs that failed with their errors."""
+
+    out: Path
+    written: dict[Path, list[Path]] = field(default_factory=dict)  # input -> its files, mask first
+    failed: dict[Path, str] = field(default_factory=dict)  # input -> the error, one line
+
+
+def predict_files(
+    predictor: Predictor,
+    inputs: Iterable[str | Path],
+    out: str | Path,
+    probs: bool = False,
+    overlay: bool = False,
+    progress: bool = False,
+    on_error=None,
+) -> FolderPrediction:
+    """Predict image files, folders and globs into the folder `out`, as `unetlab predict` does (see the module
+    docstring for the layout): each image is read, predicted and written at once, so an image that fails (unreadable,
+    wrong channels) is recorded and skipped without losing the outputs already written.
+
+    Args:
+        predictor: the `Predictor` to use.
+        inputs: image files, folders of images (not recursive), glob patterns.
+        out: the output folder, made (before any image is predicted) if needed.
+        probs, overlay: also write the probabilities and the overlays.
+        progress: progress bars over the images and each image's windows.
+        on_error: called as `on_error(path, message)` when an image fails (the CLI prints it at once).
+
+    Raises:
+        UnetlabError: before any work, for inputs that are missing or would share a name, an `out` that cannot be
+            made, or outputs that would overwrite an input.
+    """
+    paths = collect_inputs(inputs)
+    names = output_names(paths)
+    out = make_output_folder(out)
+    mask_dtype = predictor.mask_values.dtype
+    files = [output_paths(out, name, mask_dtype, probs, overlay) for name in names]
+    refuse_overwriting_inputs(paths, [p for group in files for p in group], out)
+    result = FolderPrediction(out)
+    for path, name in tqdm(list(zip(paths, names)), unit="image", disable=not progress):
+        try:
+            image = read_image(path)
+            prediction = predictor(image, source=str(path), progress=progress)
+            overlay_of = image if overlay else None
+            result.written[path] = write_prediction(out, name, prediction, probs, overlay_of, predictor.data.palette)
+        except UnetlabError as exc:
+            result.failed[path] = str(exc)
+            if on_error is not None:
+                on_error(path, str(exc))
+    return result

@@ -8,9 +8,8 @@
 - A checkpoint brings its `DataInfo` (channels, normalisation, class values) and the decision threshold of binary
   models; a model straight from the registry predicts with no normalisation (integer images are only scaled to
   [0, 1]) and gives class indices as its mask.
-- Output convention: `num_classes == 1` is one logit per pixel, sigmoid, class = probability >= threshold
-  (`metrics.foreground`, the rule validation chooses the threshold under); `num_classes >= 2` are softmax logits,
-  class = argmax.
+- Output convention (`unetlab.logits`): `num_classes == 1` is one logit per pixel, sigmoid, class = probability >=
+  threshold (the rule validation chooses the threshold under); `num_classes >= 2` are softmax logits, class = argmax.
 - Overlap-tile and test-time augmentation come from `unetlab.inference.tiling`; `Predictor` keeps the model on its
   device for many images, and `predict` is the one-image shortcut.
 """
@@ -26,12 +25,13 @@ from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image
 from unetlab.device import resolve_amp, resolve_device
 from unetlab.errors import UnetlabError, plural
-from unetlab.evaluation.metrics import foreground
+from unetlab.inference.options import PredictOptions
 from unetlab.inference.tiling import TestTimeAugmentation, predict_tiled, resolve_tiling
+from unetlab.logits import DEFAULT_THRESHOLD, decide, is_binary, num_labels, probabilities
 from unetlab.models.blocks import SegmentationModel
+from unetlab.settings import SettingError, check_value
 from unetlab.training.checkpoint import Checkpoint, load_checkpoint
 
-DEFAULT_THRESHOLD = 0.5
 ROWS_PER_BAND = 1024  # rows converted at a time from logits to classes: no (H, W) int64 array is ever made
 
 
@@ -56,20 +56,22 @@ class Predictor:
 
     Args:
         model: a unetlab model (e.g. from `create_model`), a `Checkpoint`, or the path of a checkpoint file.
-        device: "auto" (CUDA when available; for a model passed in, the device it is on), "cpu", "cuda", "cuda:1",
-            ... A model passed in is moved there, and is otherwise left as it was: each call switches it to eval
-            mode and back.
-        amp: mixed precision, as `unetlab train --amp`: "auto" (bf16 on GPUs that support it, else fp16; full
-            precision on the CPU), "none", "bf16" or "fp16" (CUDA only); see `unetlab.device.resolve_amp`.
-        threshold: probability from which a pixel is foreground (p >= threshold), for binary (1-logit) models only.
-            None: the checkpoint's, else 0.5.
-        tta: average over the 8 flips and 90-degree rotations (8 times the compute).
-        tile, overlap, blend, batch_size: the window size and overlap in px, the blend of padded models, and windows
-            per forward pass (see `unetlab.inference.predict_tiled`); None: `resolve_tiling`'s defaults.
+        **options: the fields of `unetlab.inference.options.PredictOptions`:
+            device: "auto" (CUDA when available; for a model passed in, the device it is on), "cpu", "cuda",
+                "cuda:1", ... A model passed in is moved there, and is otherwise left as it was: each call switches
+                it to eval mode and back.
+            amp: mixed precision, as `unetlab train --amp`: "auto" (bf16 on GPUs that support it, else fp16; full
+                precision on the CPU), "none", "bf16" or "fp16" (CUDA only); see `unetlab.device.resolve_amp`.
+            threshold: probability from which a pixel is foreground (p >= threshold), for binary (1-logit) models
+                only. None: the checkpoint's, else 0.5.
+            tta: average over the 8 flips and 90-degree rotations (8 times the compute).
+            tile, overlap, blend, batch_size: the window size and overlap in px, the blend of padded models, and
+                windows per forward pass (see `unetlab.inference.tiling.predict_tiled`); None: `resolve_tiling`'s
+                defaults.
 
     Attributes:
         model: the network, on `device`. data: the `DataInfo` images are read with. dtype: its parameters' dtype,
-            the dtype images are given to it in.
+            the dtype images are given to it in. options: the `PredictOptions`.
         tile, overlap: the tiling in effect (a valid-convolution model's tile rounded up to a size it takes).
         amp: the autocast dtype in effect, None for full precision.
 
@@ -77,32 +79,28 @@ class Predictor:
         UnetlabError: for an unreadable checkpoint, an invalid option, or a threshold given to a multi-class model.
     """
 
-    def __init__(
-        self,
-        model: nn.Module | Checkpoint | str | Path,
-        device: str | torch.device = "auto",
-        amp: str = "auto",
-        threshold: float | None = None,
-        tta: bool = False,
-        tile: int | None = None,
-        overlap: int | None = None,
-        blend: str = "gaussian",
-        batch_size: int = 4,
-    ):
+    def __init__(self, model: nn.Module | Checkpoint | str | Path, **options):
+        unknown = sorted(set(options) - set(PredictOptions.__dataclass_fields__))
+        if unknown:
+            raise UnetlabError(
+                f"Predictor has no option {', '.join(unknown)}; its options are those of PredictOptions: "
+                f"{', '.join(PredictOptions.__dataclass_fields__)}"
+            )
+        self.options = opts = PredictOptions(**options)
         checkpoint = load_checkpoint(model) if isinstance(model, (str, Path)) else model
         network = checkpoint.build_model() if isinstance(checkpoint, Checkpoint) else checkpoint
         if not isinstance(network, SegmentationModel):
             raise UnetlabError(f"cannot predict with a {type(network).__name__}; pass a unetlab model or checkpoint")
         owned = isinstance(checkpoint, Checkpoint)  # a model the caller passed is theirs: see `device`
-        self.device = _own_device(network) if device == "auto" and not owned else resolve_device(device)
+        self.device = _own_device(network) if opts.device == "auto" and not owned else resolve_device(opts.device)
         self.model = network.to(self.device)
         if owned:
             self.model.eval()
         self.dtype = next((p.dtype for p in network.parameters() if p.is_floating_point()), torch.float32)
         self.num_classes = network.num_classes
         known = checkpoint if isinstance(checkpoint, Checkpoint) else None
-        self.threshold = _resolve_threshold(threshold, known.threshold if known else None, self.num_classes)
-        labels = max(self.num_classes, 2)  # a binary model's one logit stands for two classes
+        self.threshold = _resolve_threshold(opts.threshold, known.threshold if known else None, self.num_classes)
+        labels = num_labels(self.num_classes)
         self.data = known.data if known and known.data else DataInfo(network.in_channels, list(range(labels)))
         if self.data.num_classes != labels or self.data.in_channels != network.in_channels:
             raise UnetlabError(
@@ -111,10 +109,10 @@ class Predictor:
                 f"({plural(network.in_channels, 'channel')}, {labels} classes); re-save the checkpoint"
             )
         self.mask_values = np.asarray(self.data.classes_to_mask(np.arange(labels)))  # (labels,) or (labels, 3)
-        self.tile, self.overlap = resolve_tiling(network, tile, overlap, blend, batch_size)
-        self.amp = resolve_amp(amp, self.device)  # the autocast dtype, None = full precision
-        self.tta, self.blend, self.batch_size = tta, blend, batch_size
-        self._forward = TestTimeAugmentation(self.model) if tta else self.model
+        self.tile, self.overlap = resolve_tiling(network, opts.tile, opts.overlap)
+        self.amp = resolve_amp(opts.amp, self.device)  # the autocast dtype, None = full precision
+        self.tta, self.blend, self.batch_size = opts.tta, opts.blend, opts.batch_size
+        self._forward = TestTimeAugmentation(self.model) if opts.tta else self.model
 
     def __call__(self, image: np.ndarray | str | Path, source: str | None = None, progress: bool = False) -> Prediction:
         """Predict one image.
@@ -167,12 +165,8 @@ class Predictor:
         classes = np.empty(logits.shape[1:], dtype=np.uint8 if self.num_classes <= 256 else np.int32)
         for top in range(0, logits.shape[1], ROWS_PER_BAND):
             band = logits[:, top : top + ROWS_PER_BAND]  # a view: (K, rows, W)
-            if self.num_classes == 1:
-                band.sigmoid_()
-                classes[top : top + ROWS_PER_BAND] = foreground(band[0], self.threshold).numpy()
-            else:
-                band.copy_(band.softmax(dim=0))
-                classes[top : top + ROWS_PER_BAND] = band.argmax(dim=0).numpy()
+            band.copy_(probabilities(band, dim=0))
+            classes[top : top + ROWS_PER_BAND] = decide(band, self.threshold, dim=0).numpy()
         return logits, classes
 
 
@@ -182,7 +176,8 @@ def predict(model: nn.Module | Checkpoint | str | Path, image: np.ndarray | str 
     Args:
         model: a unetlab model, a `Checkpoint`, or a checkpoint path.
         image: an (H, W) or (H, W, C) array, or an image file's path (see `Predictor.__call__`).
-        **options: keyword arguments of `Predictor`: device, amp, threshold, tta, tile, overlap, blend, batch_size.
+        **options: the options of `Predictor` (`PredictOptions`): device, amp, threshold, tta, tile, overlap, blend,
+            batch_size.
 
     Returns:
         A `Prediction`: `probs` (K, H, W), `classes` (H, W) and `mask` in the dataset's own values.
@@ -197,14 +192,16 @@ def _own_device(model: nn.Module) -> torch.device:
 
 
 def _resolve_threshold(given: float | None, stored: float | None, num_classes: int) -> float | None:
-    if num_classes > 1:
+    if not is_binary(num_classes):
         if given is not None:
-            raise UnetlabError(
-                f"threshold={given} applies to binary (1-logit) models; this one has {num_classes} classes and "
-                "takes the most probable one"
+            raise SettingError(
+                lambda n: (
+                    f"{n('threshold')} {given} applies to binary (1-logit) models; this one has {num_classes} "
+                    "classes and takes the most probable one"
+                ),
+                ["threshold"],
             )
         return None
     threshold = given if given is not None else stored if stored is not None else DEFAULT_THRESHOLD
-    if not 0.0 <= threshold <= 1.0:
-        raise UnetlabError(f"threshold={threshold} is not valid; it is a probability in [0, 1]")
+    check_value("threshold", threshold, PredictOptions.__dataclass_fields__["threshold"].metadata["setting"])
     return float(threshold)

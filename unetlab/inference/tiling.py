@@ -24,10 +24,10 @@ import torch
 from tqdm import tqdm
 
 from unetlab.errors import UnetlabError
+from unetlab.inference.options import PredictOptions
 from unetlab.models.blocks import SegmentationModel
-from unetlab.options import check_choice, check_positive_ints
+from unetlab.settings import invalid
 
-BLENDS = ("gaussian", "constant")
 PAPER_TILE = 572  # the paper's input window (Fig. 2): 572 -> 388 px at depth 4
 PADDED_TILE = 512  # padded models: a window of 512 px, overlapping by a quarter of it (MONAI's default overlap)
 
@@ -80,8 +80,9 @@ def pooling_stride(model: SegmentationModel) -> int:
     return model.valid_input_size(smallest + 1) - smallest
 
 
-def resolve_tiling(model: SegmentationModel, tile, overlap, blend: str, batch_size: int) -> tuple[int, int]:
-    """The `(tile, overlap)` in effect: defaults filled in, every option checked, a valid model's tile rounded up.
+def resolve_tiling(model: SegmentationModel, tile: int | None, overlap: int | None) -> tuple[int, int]:
+    """The `(tile, overlap)` in effect: defaults filled in, checked against the model, a valid model's tile rounded
+    up (each option alone is checked by `PredictOptions`).
 
     Defaults: valid-convolution models take the paper's 572-px window (rounded up to a size they take) without
     overlap; padded models a 512-px window overlapping its neighbours by a quarter of the window. A padded model's tile
@@ -89,20 +90,20 @@ def resolve_tiling(model: SegmentationModel, tile, overlap, blend: str, batch_si
     are still predicted whole, in one window of their own size.
 
     Raises:
-        UnetlabError: naming the option that is not valid.
+        SettingError: naming the option that does not fit the model.
     """
     valid = model.padding == "valid"
     tile = (model.valid_input_size(PAPER_TILE) if valid else PADDED_TILE) if tile is None else tile
-    check_positive_ints(tile=tile, batch_size=batch_size)
     if not valid and tile < model.reduction:
-        raise UnetlabError(
-            f"tile={tile} is smaller than this model takes: it downsamples by {model.reduction}, so a window under "
-            f"{model.reduction} px leaves its deepest maps without context; use a tile of at least {model.reduction} px"
+        raise invalid(
+            "tile",
+            tile,
+            f"at least {model.reduction} px (this model downsamples by {model.reduction}; a smaller window leaves its "
+            "deepest maps without context)",
         )
     overlap = (0 if valid else tile // 4) if overlap is None else overlap
-    check_choice("blend", blend, BLENDS)
-    if not isinstance(overlap, int) or isinstance(overlap, bool) or not 0 <= overlap < tile:
-        raise UnetlabError(f"overlap={overlap!r} is not valid; use whole px from 0 to tile - 1 = {tile - 1}")
+    if overlap >= tile:
+        raise invalid("overlap", overlap, f"less than the tile, {tile} px")
     return (model.valid_input_size(tile) if valid else tile), overlap
 
 
@@ -203,7 +204,8 @@ def predict_tiled(
     """
     if amp is not None and not isinstance(amp, torch.dtype):
         raise TypeError(f"amp={amp!r}: give an autocast dtype such as torch.bfloat16, or None for full precision")
-    tile, overlap = resolve_tiling(model, tile, overlap, blend, batch_size)
+    PredictOptions(tile=tile, overlap=overlap, blend=blend, batch_size=batch_size)  # each checked alone
+    tile, overlap = resolve_tiling(model, tile, overlap)
     _, height, width = image.shape
     if model.padding == "valid":
         rows, cols = _valid_axis(model, height, tile, overlap), _valid_axis(model, width, tile, overlap)

@@ -18,6 +18,7 @@ class AttentionUNet(UNet):
     `attention_maps(image)` returns the gates' coefficients, for inspection.
     """
 
+    architecture = "attention-unet"
     gated = True
 
     def attention_maps(self, image: torch.Tensor) -> dict[str, torch.Tensor]:

@@ -4,7 +4,8 @@
 - `Down`: 2x2 max-pool, then `DoubleConv` (one step of the contracting path).
 - `Up`: 2x upsampling, skip connection, `DoubleConv` (one step of the expanding path), optionally with an
   additive `AttentionGate` on the skip (Oktay et al. 2018, eq. 1).
-- `SegmentationModel`: what every model offers (input-size rules, gradient checkpointing, named stages).
+- `SegmentationModel`: the seam every model shares (encoder -> decoder -> head), input-size rules, gradient
+  checkpointing, named stages.
 
 Sizes. With `padding="valid"` (the paper) every 3x3 conv trims 2 px, so the encoder map is wider than the
 upsampled decoder map and is centre-cropped before concatenation (paper Fig. 1). With `padding="same"` the
@@ -148,14 +149,50 @@ def keep_running_stats(module: nn.Module):
 
 
 class SegmentationModel(nn.Module):
-    """Base of every unetlab model: input-size rules, gradient checkpointing and the stages `summary` reports.
+    """Base of every unetlab model: encoder -> decoder -> head, the input-size rules, and gradient checkpointing.
 
-    Subclasses call `self.run(block, *inputs)` for each block in `forward`; with `checkpointing` on (and gradients
-    enabled) the block's activations are recomputed in backward instead of being stored.
+    The seam every model shares (so that deep supervision, a new decoder or another encoder is one change):
+    - `encode(image)` returns feature maps from high to low resolution; the last one is the deepest, where the decoder
+      starts, and each earlier one `features[i]` is the skip of decoder level i (a U-Net's encoder stages; a ResNet
+      U-Net's input image, stem and layers);
+    - `decoders[i]` (an `Up`) climbs to level i, at the resolution of `features[i]`; `decode` runs them deepest first
+      and returns every level's output, full resolution first;
+    - `head` (1x1 conv) turns level 0 into logits; with `deep_supervision`, `aux_heads[j]` does so on level j + 1
+      (`make_aux_heads`), and `forward(image, all_levels=True)` returns those logits too, for training.
+      Prediction, evaluation and export call `forward(image)`, which gives the full-resolution logits alone.
+    Subclasses call `self.run(block, *inputs)` for each block, so that with `checkpointing` on (and gradients
+    enabled) a block's activations are recomputed in backward instead of being stored.
     """
 
     checkpointing: bool = False
     padding: str = "same"  # "valid" for unpadded nets, whose output is smaller than the input
+    deep_supervision: bool = False  # with it, the subclass sets `aux_heads` (a module, so no class attribute here)
+
+    def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        """Feature maps from high to low resolution: the skips of the decoder levels, then the deepest map."""
+        raise NotImplementedError
+
+    def decode(self, features: list[torch.Tensor]) -> list[torch.Tensor]:
+        """Every decoder level's output, level 0 (full resolution) first."""
+        x, levels = features[-1], []
+        for decoder, skip in zip(reversed(self.decoders), reversed(features[:-1])):
+            x = self.run(decoder, x, skip)  # (N, C_level, H_level, W_level)
+            levels.append(x)
+        return levels[::-1]
+
+    def forward(self, image: torch.Tensor, all_levels: bool = False) -> torch.Tensor | list[torch.Tensor]:
+        """Logits (N, num_classes, H', W'); with `all_levels` (deep supervision), a list: those logits, then each
+        auxiliary head's, at 1/2, 1/4, ... of the resolution."""
+        self.check_input(image)
+        levels = self.decode(self.encode(image))
+        logits = self.head(levels[0])  # (N, num_classes, H', W')
+        if not all_levels:
+            return logits
+        heads = self.aux_heads if self.deep_supervision else []
+        return [logits, *(head(x) for head, x in zip(heads, levels[1:]))]
+
+    def check_input(self, image: torch.Tensor) -> None:
+        """Raise a helpful error for an input the model cannot take (valid convolutions: sizes that do not fit)."""
 
     def output_size(self, size: int) -> int:
         """Output side length for an input side of `size` px (padded models keep the size)."""
@@ -163,7 +200,11 @@ class SegmentationModel(nn.Module):
 
     def valid_input_size(self, min_size: int) -> int:
         """The smallest input side >= `min_size` that the model accepts."""
-        return min_size
+        return max(min_size, 1)
+
+    def valid_input_sizes(self, low: int, high: int) -> list[int]:
+        """Every input side in [low, high] that the model accepts."""
+        return list(range(max(low, 1), high + 1))
 
     @property
     def reduction(self) -> int:
@@ -191,6 +232,15 @@ class SegmentationModel(nn.Module):
                 restore()
 
         return checkpoint(forward, *inputs, use_reentrant=False)
+
+
+def make_aux_heads(widths: list[int], num_classes: int) -> nn.ModuleList:
+    """Deep supervision's 1x1 heads on decoder levels 1 .. L - 2 of a decoder whose level i has `widths[i]` channels.
+
+    As nnU-Net (Isensee et al. 2021), every level but the deepest is supervised: the loss weights halve per level and
+    the deepest level's weight is 0 (`unetlab.training.losses.deep_supervision_weights`), so it gets no head.
+    """
+    return nn.ModuleList(nn.Conv2d(widths[i], num_classes, 1) for i in range(1, len(widths) - 1))
 
 
 def state_dict_mismatch(own: dict, theirs: dict) -> str:

@@ -2,8 +2,8 @@
 
 - Encoder: `resnet.ResNetEncoder` (ResNet-18/34/50, torchvision-compatible weights via `encoder_weights=PATH`).
 - Decoder: one `blocks.Up` per encoder level, built from `encoder.out_channels`. Level 0 (full resolution) takes
-  the input image itself as its skip, so the output is full resolution for any input size and thin structures
-  can draw on the raw pixels.
+  the input image itself as its skip (`encode` returns it as the first feature map), so the output is full
+  resolution for any input size and thin structures can draw on the raw pixels.
 - Decoder level i has `base_channels * 2**i` channels (e.g. 16, 32, 64, 128, 256 at base 16, depth 5).
 """
 
@@ -12,9 +12,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unetlab.models.blocks import SegmentationModel, Up
+from unetlab.models.blocks import SegmentationModel, Up, make_aux_heads
 from unetlab.models.resnet import ARCHS, ResNetEncoder, load_torchvision_weights
-from unetlab.options import UPSAMPLINGS, check_choice, check_depth, check_positive_ints, parse_norm
+from unetlab.options import check_depth_at_most, check_model_options
+from unetlab.settings import SettingError
 
 
 class ResNetUNet(SegmentationModel):
@@ -31,10 +32,13 @@ class ResNetUNet(SegmentationModel):
         encoder_weights: path of a torchvision ResNet state-dict file to load into the encoder (e.g. ImageNet
             weights, downloaded by the user); None for random initialisation.
         freeze_encoder: keep the encoder fixed: no gradients, and its BatchNorm statistics frozen in train mode.
+        deep_supervision: auxiliary heads on the lower decoder levels (`blocks.make_aux_heads`).
         checkpointing: recompute each stage's activations in backward instead of storing them.
 
     `forward` maps (N, in_channels, H, W) to logits (N, num_classes, H, W) for any H, W >= 1.
     """
+
+    architecture = "resnet-unet"
 
     def __init__(
         self,
@@ -47,18 +51,20 @@ class ResNetUNet(SegmentationModel):
         upsample: str = "transpose",
         encoder_weights: str | Path | None = None,
         freeze_encoder: bool = False,
+        deep_supervision: bool = False,
         checkpointing: bool = False,
     ):
         super().__init__()
-        check_choice("encoder", encoder, tuple(ARCHS))
-        check_choice("upsample", upsample, UPSAMPLINGS)
-        norm = parse_norm(norm)
-        check_positive_ints(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels)
-        check_depth(depth, most=len(ARCHS[encoder][1]) + 1)  # the stem and one level per ResNet layer
+        if encoder not in ARCHS:
+            raise SettingError(lambda n: f"{n('encoder')} {encoder!r} is unknown; choose one of {', '.join(ARCHS)}",
+                               ["encoder"])  # fmt: skip
+        norm = check_model_options(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels,
+                                   depth=depth, norm=norm, upsample=upsample)["norm"]  # fmt: skip
+        check_depth_at_most(depth, len(ARCHS[encoder][1]) + 1, f"{encoder} has a stem and 4 layers")
         self.in_channels, self.num_classes = in_channels, num_classes
         self.base_channels, self.depth = base_channels, depth
         self.norm, self.upsample, self.freeze_encoder = norm, upsample, freeze_encoder
-        self.checkpointing = checkpointing
+        self.deep_supervision, self.checkpointing = deep_supervision, checkpointing
 
         self.encoder = ResNetEncoder(encoder, in_channels, depth)
         if encoder_weights is not None:
@@ -66,11 +72,12 @@ class ResNetUNet(SegmentationModel):
         skip_channels = [in_channels, *self.encoder.out_channels[:-1]]  # level i is joined with skip_channels[i]
         widths = [base_channels * 2**i for i in range(depth)]
         below = [*widths[1:], self.encoder.out_channels[-1]]  # what arrives at level i from level i + 1
-        # decoders[i] climbs to level i (resolution 1 / 2**i); forward runs them from the deepest up.
+        # decoders[i] climbs to level i (resolution 1 / 2**i); `decode` runs them from the deepest up.
         self.decoders = nn.ModuleList(
             Up(below[i], skip_channels[i], widths[i], "same", norm, upsample) for i in range(depth)
         )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.aux_heads = make_aux_heads(widths, num_classes) if deep_supervision else None
         if freeze_encoder:
             self.encoder.requires_grad_(False)
 
@@ -84,16 +91,12 @@ class ResNetUNet(SegmentationModel):
             self.encoder.eval()  # frozen BatchNorm statistics too, not only frozen weights
         return self
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        features = []
-        x = image
+    def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        features, x = [image], image  # the image is level 0's skip
         for stage in self.encoder.stages():
             x = self.run(stage, x)  # (N, out_channels[i], ceil(H / 2**(i+1)), ...)
             features.append(x)
-        skips = [image, *features[:-1]]
-        for decoder, skip in zip(reversed(self.decoders), reversed(skips)):
-            x = self.run(decoder, x, skip)  # (N, base * 2**i, skip H, skip W)
-        return self.head(x)  # (N, num_classes, H, W)
+        return features
 
     def named_stages(self) -> list[tuple[str, nn.Module]]:
         names = ["stem", *(f"layer{i}" for i in range(1, self.depth))]

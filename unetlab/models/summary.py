@@ -23,8 +23,6 @@ import torch
 from torch import nn
 from torch.multiprocessing.reductions import StorageWeakRef
 
-from unetlab.models.unet import valid_input_sizes
-
 BATCH = 2  # images in the dry run; the figures reported are per image
 
 
@@ -116,7 +114,7 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str | N
     if model.padding == "valid":
         step = model.reduction
         h = input_shape[1]
-        near = valid_input_sizes(model.depth, h - 2 * step, h + 2 * step)
+        near = model.valid_input_sizes(h - 2 * step, h + 2 * step)
         pairs = ", ".join(f"{s} -> {model.output_size(s)}" for s in near)
         summary.notes.append(f"valid input sides near {h} (input -> output): {pairs}")
     return summary

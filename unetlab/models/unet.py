@@ -14,8 +14,8 @@ import torch
 from torch import nn
 
 from unetlab.errors import UnetlabError
-from unetlab.models.blocks import DoubleConv, Down, SegmentationModel, Up
-from unetlab.options import check_unet_options
+from unetlab.models.blocks import DoubleConv, Down, SegmentationModel, Up, make_aux_heads
+from unetlab.options import check_model_options, refuse_option
 
 
 def valid_output_size(size: int, depth: int) -> int | None:
@@ -57,15 +57,17 @@ class UNet(SegmentationModel):
         norm: "batch", "group", "instance" or None, after every 3x3 conv.
         upsample: "transpose" (the paper's 2x2 up-convolution) or "bilinear" (interpolation and a 1x1 conv).
         dropout: dropout probability at the end of the contracting path (the paper: 0.5).
+        deep_supervision: auxiliary heads on the lower decoder levels (`blocks.make_aux_heads`); padded nets only.
         checkpointing: recompute each stage's activations in backward instead of storing them.
 
     Input and output: `forward` maps (N, in_channels, H, W) to logits (N, num_classes, H', W'), with H' = H for
     "same" padding and H' = `output_size(H)` for "valid" padding.
 
     Raises:
-        UnetlabError: on an invalid option, or (in forward) an input size that a valid-padding net cannot take.
+        SettingError: on an invalid option, or (in forward) an input size that a valid-padding net cannot take.
     """
 
+    architecture = "unet"  # what the NumPy twin mirrors (AttentionUNet, with its gates, says otherwise)
     gated = False  # AttentionUNet puts an attention gate on every skip
 
     def __init__(
@@ -78,40 +80,44 @@ class UNet(SegmentationModel):
         norm: str | None = "batch",
         upsample: str = "transpose",
         dropout: float = 0.0,
+        deep_supervision: bool = False,
         checkpointing: bool = False,
     ):
         super().__init__()
-        norm = check_unet_options(in_channels, num_classes, base_channels, depth, padding, norm, upsample, dropout)
+        options = dict(in_channels=in_channels, num_classes=num_classes, base_channels=base_channels, depth=depth,
+                       padding=padding, norm=norm, upsample=upsample, dropout=dropout)  # fmt: skip
+        norm = check_model_options(**options)["norm"]
+        if deep_supervision and padding == "valid":
+            raise refuse_option("deep_supervision", True, "with valid padding: its levels are cropped unevenly")
         self.in_channels, self.num_classes = in_channels, num_classes
         self.base_channels, self.depth = base_channels, depth
         self.padding, self.norm, self.upsample, self.dropout_p = padding, norm, upsample, dropout
-        self.checkpointing = checkpointing
+        self.deep_supervision, self.checkpointing = deep_supervision, checkpointing
 
         channels = [base_channels * 2**i for i in range(depth + 1)]  # e.g. 64, 128, 256, 512, 1024
         self.encoders = nn.ModuleList([DoubleConv(in_channels, channels[0], padding, norm)])
         self.encoders.extend(Down(channels[i - 1], channels[i], padding, norm) for i in range(1, depth))
         self.bottleneck = Down(channels[depth - 1], channels[depth], padding, norm)
         self.dropout = nn.Dropout(dropout)
-        # decoders[i] climbs from level i + 1 to level i; forward runs them from the deepest (i = depth - 1) up.
+        # decoders[i] climbs from level i + 1 to level i; `decode` runs them from the deepest (i = depth - 1) up.
         self.decoders = nn.ModuleList(
             Up(channels[i + 1], channels[i], channels[i], padding, norm, upsample, gate=self.gated)
             for i in range(depth)
         )
         self.head = nn.Conv2d(channels[0], num_classes, 1)
+        self.aux_heads = make_aux_heads(channels[:depth], num_classes) if deep_supervision else None
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def encode(self, image: torch.Tensor) -> list[torch.Tensor]:
+        features, x = [], image
+        for encoder in self.encoders:
+            x = self.run(encoder, x)  # enc1: (N, C0, H', W'); enc2: (N, 2 C0, ...); ...
+            features.append(x)
+        return features + [self.dropout(self.run(self.bottleneck, x))]  # ..., (N, C0 * 2**depth, H / 2**depth, ..)
+
+    def check_input(self, image: torch.Tensor) -> None:
         if self.padding == "valid":
             for side in image.shape[-2:]:
                 self.output_size(int(side))  # raises a helpful error for a size that does not fit
-        skips = []
-        x = image
-        for encoder in self.encoders:
-            x = self.run(encoder, x)  # enc1: (N, C0, H', W'); enc2: (N, 2 C0, ...); ...
-            skips.append(x)
-        x = self.dropout(self.run(self.bottleneck, x))  # (N, C0 * 2**depth, H / 2**depth, ...)
-        for decoder, skip in zip(reversed(self.decoders), reversed(skips)):
-            x = self.run(decoder, x, skip)  # (N, C_level, ...)
-        return self.head(x)  # (N, num_classes, H_out, W_out)
 
     def output_size(self, size: int) -> int:
         if self.padding == "same":
@@ -135,6 +141,11 @@ class UNet(SegmentationModel):
         while valid_output_size(size, self.depth) is None:
             size += 1
         return size
+
+    def valid_input_sizes(self, low: int, high: int) -> list[int]:
+        if self.padding == "same":
+            return super().valid_input_sizes(low, high)
+        return valid_input_sizes(self.depth, low, high)
 
     @property
     def reduction(self) -> int:

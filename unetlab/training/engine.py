@@ -24,14 +24,17 @@ from tqdm import tqdm
 from unetlab.data import build_datasets
 from unetlab.data.transforms import build_augmentation
 from unetlab.errors import UnetlabError
+from unetlab.evaluation.metrics import is_better, metric_of
 from unetlab.evaluation.validation import evaluate, metric_names
 from unetlab.models import create_model
 from unetlab.models.blocks import center_crop
+from unetlab.settings import SettingError, settings_under
 from unetlab.training.batches import epoch_loader, steps_per_epoch
 from unetlab.training.checkpoint import load_training_checkpoint, save_checkpoint
 from unetlab.training.config import TrainConfig, model_kwargs_for_data, save_config
-from unetlab.training.losses import build_loss
+from unetlab.training.losses import DeepSupervisionLoss, build_loss
 from unetlab.training.optim import Plateau, build_optimizer, lr_schedule
+from unetlab.training.resume import check_resume
 from unetlab.training.run_log import RunLogger, format_record, new_run_dir
 from unetlab.training.runtime import (
     StopSignal,
@@ -104,15 +107,21 @@ class _Session:
     def __init__(self, cfg: TrainConfig, resume):
         self.cfg, self.runtime = cfg, setup_runtime(cfg.device, cfg.amp)
         ckpt = load_training_checkpoint(resume) if resume else None
+        if ckpt:
+            check_resume(cfg, ckpt.training["config"])  # the same rule from Python as from `--resume`
         self.run_dir = ckpt.path.parent.parent if ckpt else new_run_dir(cfg.out, self.runtime.is_main)
         # Each process draws its own dropout masks (DDP copies rank 0's initial weights to the others).
         seed_everything(cfg.seed + 1_000_003 * self.runtime.rank, cfg.deterministic)
-        data_cfg = cfg.data
+        data_cfg = cfg.data.seeded(cfg.seed)  # a data seed left to the run follows --seed
         if ckpt and ckpt.data is not None:  # the normalisation the weights were trained with, not a recomputed one
             data_cfg = replace(data_cfg, mean=ckpt.data.mean, std=ckpt.data.std)
-        if ckpt and not data_cfg.source.startswith("synthetic-") and not Path(data_cfg.source).exists():
-            raise UnetlabError(
-                f"the run's dataset {data_cfg.source} is not there any more; if it moved, resume with --data FOLDER"
+        if ckpt and not data_cfg.synthetic and not Path(data_cfg.source).exists():
+            raise SettingError(
+                lambda n: (
+                    f"the run's dataset {data_cfg.source} is not there any more; if it moved, resume with "
+                    f"{n('data.source')} FOLDER"
+                ),
+                ["data.source"],
             )
         self.train_ds, self.val_ds, self.info = build_datasets(data_cfg)
         if ckpt and ckpt.data is not None and self.info.to_dict() != ckpt.data.to_dict():  # e.g. --data moved
@@ -125,17 +134,20 @@ class _Session:
             )
         self.validate = len(self.val_ds) > 0
         self.model_kwargs = model_kwargs_for_data(cfg, self.info, resuming=ckpt is not None)
-        model = create_model(cfg.model, **self.model_kwargs)
+        with settings_under("model_kwargs"):
+            model = create_model(cfg.model, **self.model_kwargs)
         self._check_settings(model)
         self.memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
         self.model = model.to(self.runtime.device, memory_format=self.memory_format)
-        self.loss_fn = build_loss(cfg.loss, model.num_classes, class_weights=cfg.class_weights)
+        self.loss_fn = build_loss(cfg.loss, model.num_classes, class_weights=cfg.class_weights)  # validation's
+        self.train_loss = DeepSupervisionLoss(self.loss_fn) if model.deep_supervision else self.loss_fn
         self.augment = build_augmentation(cfg.augment)
         self.optimizer = build_optimizer(cfg.optimizer, model.parameters(), cfg.lr, cfg.weight_decay, cfg.momentum)
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.amp_dtype == torch.float16)
         self.steps_per_epoch = steps_per_epoch(len(self.train_ds), cfg, self.runtime)
         self.schedule = lr_schedule(cfg, self.steps_per_epoch)
-        self.plateau = Plateau("min" if cfg.best_metric == "loss" else "max", round(cfg.step_epochs), cfg.gamma)
+        direction = "max" if metric_of(cfg.best_metric).higher_is_better else "min"
+        self.plateau = Plateau(direction, round(cfg.step_epochs), cfg.gamma)
         self.state = TrainState()
         if ckpt:
             self.model.load_state_dict(ckpt.state_dict)
@@ -163,27 +175,40 @@ class _Session:
     def _check_settings(self, model) -> None:
         cfg = self.cfg
         if not self.validate and (cfg.schedule == "plateau" or cfg.patience >= 0):
-            raise UnetlabError(
-                "--schedule plateau and --patience need a validation set, and this data has none; give validation "
-                "images (--val-fraction, --val-list, a val/ folder, or --num-val for synthetic data)"
+            raise SettingError(
+                lambda n: (
+                    f"{n('schedule')} plateau and {n('patience')} need a validation set, and this data has none; "
+                    f"give validation images ({n('data.val_fraction')}, {n('data.val_list')}, a val/ folder, or "
+                    f"{n('data.num_val')} for synthetic data)"
+                ),
+                ["schedule", "patience", "data.val_fraction", "data.val_list", "data.num_val"],
             )
         if cfg.data.weight_map and cfg.loss in ("dice", "tversky"):
-            raise UnetlabError(
-                f"--weight-map weights the cross-entropy term, and --loss {cfg.loss} has none; use --loss dice_ce, "
-                "ce or focal"
+            raise SettingError(
+                lambda n: (
+                    f"{n('data.weight_map')} weights the cross-entropy term, and {n('loss')} {cfg.loss} has "
+                    "none; use dice_ce, ce or focal"
+                ),
+                ["data.weight_map", "loss"],
             )
-        names = metric_names(
-            self.info.class_names or [str(k) for k in range(self.info.num_classes)], model.num_classes == 1
-        )
+        names = metric_names(self.info.class_names or [str(k) for k in range(self.info.num_classes)])
         if cfg.best_metric not in names:
-            raise UnetlabError(
-                f"--best-metric {cfg.best_metric!r} is not a validation metric; choose one of {', '.join(names)}"
+            raise SettingError(
+                lambda n: (
+                    f"{n('best_metric')} {cfg.best_metric!r} is not a validation score; choose one of "
+                    f"{', '.join(names)}"
+                ),
+                ["best_metric"],
             )
         if model.padding == "valid":
             try:
                 model.output_size(cfg.data.patch_size)
             except UnetlabError as exc:
-                raise UnetlabError(f"--patch-size {cfg.data.patch_size} does not fit {cfg.model}: {exc}") from None
+                reason = str(exc)
+                raise SettingError(
+                    lambda n: f"{n('data.patch_size')} {cfg.data.patch_size} does not fit {cfg.model}: {reason}",
+                    ["data.patch_size"],
+                ) from None
 
     def _start_logging(self, resumed: bool) -> RunLogger:
         cfg, run_dir = self.cfg, self.run_dir
@@ -270,11 +295,12 @@ class _Session:
         batch = self.augment(batch, keyed_generator(runtime.device, *key))
         image = batch["image"].contiguous(memory_format=self.memory_format)
         with torch.autocast(runtime.device.type, dtype=runtime.amp_dtype, enabled=runtime.amp_dtype is not None):
-            logits = self.net(image)
-        size = logits.shape[-2:]  # smaller than the patch for valid-convolution models
+            outputs = self.net(image, all_levels=True) if self.model.deep_supervision else self.net(image)
+        logits = [o.float() for o in outputs] if isinstance(outputs, list) else outputs.float()
+        size = image.shape[-2:] if isinstance(logits, list) else logits.shape[-2:]  # valid models: smaller output
         weight = batch.get("weight")
         weight = None if weight is None else center_crop(weight, size)
-        loss = self.loss_fn(logits.float(), center_crop(batch["mask"], size), weight)
+        loss = self.train_loss(logits, center_crop(batch["mask"], size), weight)
         if not self.scaler.is_enabled():  # fp16's scaler skips non-finite steps by itself
             self.nonfinite |= ~torch.isfinite(loss)
         self.scaler.scale(loss / cfg.accumulate).backward()
@@ -334,11 +360,7 @@ class _Session:
             value = metrics[cfg.best_metric]  # NaN when no image has the class, nor a prediction of it
             if cfg.schedule == "plateau" and not math.isnan(value):
                 self.plateau.update(value)
-            minimise = cfg.best_metric == "loss"
-            better = not math.isnan(value) and (
-                state.best is None or (value < state.best if minimise else value > state.best)
-            )
-            if better:
+            if is_better(cfg.best_metric, value, state.best):
                 state.best, state.best_epoch, state.bad_evals = value, state.epoch, 0
                 self.save("best.pt", with_optimizer=False)
             else:

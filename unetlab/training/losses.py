@@ -15,6 +15,9 @@ Losses take logits, never probabilities, so that the softmax (sigmoid) and the l
 - "tversky": 1 - Tversky index TP / (TP + alpha FP + beta FN) with alpha = 0.3, beta = 0.7 (Salehi et al. 2017);
   Dice is the case alpha = beta = 0.5.
 - "dice_ce": "dice" + "ce" (nnU-Net's default).
+
+`DeepSupervisionLoss` wraps any of them for models with auxiliary heads: the loss of every level's logits against
+the target downsampled to its size, weighted as nnU-Net weights them.
 """
 
 import torch
@@ -23,6 +26,7 @@ from torch import nn
 
 from unetlab.data.info import IGNORE_INDEX
 from unetlab.errors import UnetlabError, UnknownNameError
+from unetlab.logits import is_binary, num_labels
 
 LOSS_OPTIONS = {  # the options each loss takes, with their defaults
     "ce": {},
@@ -79,11 +83,12 @@ class PixelLoss(nn.Module):
         self.num_classes, self.ignore_index, self.gamma = num_classes, ignore_index, gamma
         if class_weights is not None:
             class_weights = torch.as_tensor(class_weights, dtype=torch.float32)
-            expected = max(num_classes, 2)
+            expected = num_labels(num_classes)
             if class_weights.shape != (expected,) or (class_weights < 0).any():
                 raise UnetlabError(
                     f"class_weights {class_weights.tolist()} must be {expected} values >= 0 "
-                    f"(one per class{'; background and foreground for a binary model' if num_classes == 1 else ''})"
+                    "(one per class"
+                    + ("; background and foreground for a binary model)" if is_binary(num_classes) else ")")
                 )
         self.register_buffer("class_weights", class_weights, persistent=False)
 
@@ -92,7 +97,7 @@ class PixelLoss(nn.Module):
         labelled = mask != self.ignore_index
         target = torch.where(labelled, mask, 0)  # (N, H, W), any class for unlabelled pixels; they weigh 0
         logits = logits.float()
-        if self.num_classes == 1:
+        if is_binary(self.num_classes):
             nll = F.binary_cross_entropy_with_logits(logits[:, 0], target.float(), reduction="none")  # (N, H, W)
         else:
             nll = -F.log_softmax(logits, dim=1).gather(1, target[:, None])[:, 0]  # (N, H, W)
@@ -128,7 +133,7 @@ class OverlapLoss(nn.Module):
         labelled = (mask != self.ignore_index)[:, None].float()  # (N, 1, H, W)
         target = torch.where(mask != self.ignore_index, mask, 0)
         logits = logits.float()
-        if self.num_classes == 1:
+        if is_binary(self.num_classes):
             p = torch.sigmoid(logits)
             probs, truth = (
                 torch.cat([1 - p, p], dim=1),
@@ -175,3 +180,39 @@ def check_inputs(logits: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor 
         )
     if weight is not None and weight.shape != (n, h, w):
         raise UnetlabError(f"loss: weight {tuple(weight.shape)} must have the mask's shape {(n, h, w)}")
+
+
+def deep_supervision_weights(outputs: int) -> list[float]:
+    """The loss weights of deep supervision's `outputs` logits, full resolution first: halving per level, normalised to
+    sum to 1 (nnU-Net, Isensee et al. 2021, which also gives the deepest decoder level weight 0: it has no head here).
+
+    Example: 3 outputs (a depth-4 U-Net: levels 0, 1, 2) -> 4/7, 2/7, 1/7.
+    """
+    weights = [0.5**i for i in range(outputs)]
+    return [w / sum(weights) for w in weights]
+
+
+def downsample_target(target: torch.Tensor, size) -> torch.Tensor:
+    """An (N, H, W) mask or weight map at `size` = (h, w), by nearest-neighbour sampling, as nnU-Net downsamples its
+    segmentation targets for deep supervision (values are never mixed: class indices and IGNORE_INDEX stay)."""
+    if tuple(target.shape[-2:]) == tuple(size):
+        return target
+    resized = F.interpolate(target[:, None].float(), size=tuple(size), mode="nearest-exact")[:, 0]  # (N, h, w)
+    return resized.to(target.dtype)
+
+
+class DeepSupervisionLoss(nn.Module):
+    """`loss` on each level's logits against the target downsampled to that level, weighted by
+    `deep_supervision_weights`; called with the list a model returns for `forward(image, all_levels=True)`."""
+
+    def __init__(self, loss: nn.Module):
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, outputs: list[torch.Tensor], mask: torch.Tensor, weight: torch.Tensor | None = None):
+        total = 0.0
+        for w, logits in zip(deep_supervision_weights(len(outputs)), outputs):
+            size = logits.shape[-2:]
+            level_weight = None if weight is None else downsample_target(weight, size)
+            total = total + w * self.loss(logits, downsample_target(mask, size), level_weight)
+        return total

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from unetlab.errors import UnetlabError
-from unetlab.options import check_choice
+from unetlab.settings import check_choice
 
 OPTIMIZERS = ("adamw", "adam", "sgd")
 SCHEDULES = ("cosine", "poly", "step", "plateau", "onecycle", "constant")

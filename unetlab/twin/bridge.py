@@ -16,17 +16,25 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unetlab.logits import is_binary
 from unetlab.models import create_model
 from unetlab.twin import NumpyUNet
 from unetlab.twin.losses import loss_and_grad
 
 
 def to_torch(twin: NumpyUNet) -> torch.nn.Module:
-    """A PyTorch `UNet` equal to the twin: same options, a copy of its state (in its dtype), same mode."""
+    """A PyTorch `UNet` equal to the twin: same options, a copy of its state (in its dtype), and its module state
+    (modes, batch-norm momentum and eps)."""
     model = create_model("unet-classic" if twin.padding == "valid" else "unet", **twin.config)
     model.to(torch.from_numpy(twin.params["head.weight"]).dtype)
     model.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in twin.state_dict().items()})
-    return model.train(twin.training)
+    model.train(twin.training)
+    model.dropout.train(twin.dropout_training)
+    for name, state in twin.norms.items():
+        module = model.get_submodule(name)
+        module.train(state["training"])
+        module.momentum, module.eps = state["momentum"], state["eps"]
+    return model
 
 
 ROUNDING_ZERO = 1e-15  # float64: a reference tensor with every |entry| <= this is zero up to rounding
@@ -65,10 +73,10 @@ def torch_forward(model: torch.nn.Module, image: torch.Tensor, seed: int) -> tup
         logits = model(image)
     finally:
         handle.remove()
-    if not (model.training and model.dropout_p > 0):
+    if not (model.dropout.training and model.dropout.p > 0):
         return logits, None
     torch.manual_seed(seed)
-    noise = F.dropout(torch.ones_like(captured["x"]), model.dropout_p, training=True)
+    noise = F.dropout(torch.ones_like(captured["x"]), model.dropout.p, training=True)
     return logits, (noise != 0).cpu().numpy()
 
 
@@ -116,7 +124,7 @@ def check_twin(model: torch.nn.Module, image: np.ndarray, mask: np.ndarray, seed
         for h in hooks:
             h.remove()
     target = torch.from_numpy(mask)
-    if model.num_classes == 1:
+    if is_binary(model.num_classes):
         loss = F.binary_cross_entropy_with_logits(logits[:, 0], target.to(logits.dtype))
     else:
         loss = F.cross_entropy(logits, target)

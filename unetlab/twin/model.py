@@ -16,7 +16,7 @@ Ronneberger, Fischer & Brox (2015), "U-Net: Convolutional Networks for Biomedica
 import numpy as np
 
 from unetlab.errors import UnetlabError
-from unetlab.options import TWIN_NORMS, TWIN_UPSAMPLINGS, check_unet_options
+from unetlab.options import TWIN_NORMS, TWIN_UPSAMPLINGS, check_model_options, refuse_option
 from unetlab.twin.layers import (
     batchnorm_backward,
     batchnorm_forward,
@@ -77,43 +77,64 @@ class NumpyUNet:
         seed: int = 0,
         dtype=np.float32,
     ):
-        # The PyTorch UNet's rules (depth 1 to 8, ...), so that `unetlab.twin.to_torch` can build every twin.
-        norm = check_unet_options(in_channels, num_classes, base_channels, depth, padding, norm, upsample, dropout)
+        # The PyTorch UNet's rules (depth 1 to 8, ...), so that `unetlab.twin.bridge.to_torch` can build every twin.
+        norm = check_model_options(
+            in_channels=in_channels,
+            num_classes=num_classes,
+            base_channels=base_channels,
+            depth=depth,
+            padding=padding,
+            norm=norm,
+            upsample=upsample,
+            dropout=dropout,
+        )["norm"]
         for option, value, implemented in (("norm", norm, TWIN_NORMS), ("upsample", upsample, TWIN_UPSAMPLINGS)):
             if value not in implemented:
-                raise UnetlabError(
-                    f"{option}={value!r} is not supported by the NumPy twin; it implements "
-                    f"{' and '.join('none' if c is None else repr(c) for c in implemented)} (unet-classic and unet)"
-                )
+                names = " and ".join("none" if c is None else repr(c) for c in implemented)
+                raise refuse_option(option, value, f"by the NumPy twin; it implements {names} (unet-classic and unet)")
         self.in_channels, self.num_classes = in_channels, num_classes
         self.base_channels, self.depth = base_channels, depth
         self.padding, self.norm, self.upsample, self.dropout_p = padding, norm, upsample, dropout
-        self.training = True
         self.rng = np.random.default_rng(seed)
         self.shapes = state_shapes(in_channels, num_classes, base_channels, depth, norm)
         state = init_state(self.shapes, self.rng, dtype)
         self.params = {k: v for k, v in state.items() if not is_buffer(k)}  # trained: what `backward` returns
         self.buffers = {k: v for k, v in state.items() if is_buffer(k)}  # batch-norm running statistics
+        # Module state, by the PyTorch module's name: each batch norm's train/eval mode, momentum (None: a cumulative
+        # average, as torch) and eps, and the dropout's mode; `from_torch` reads them from the modules themselves.
+        norms = [k.removesuffix(".running_mean") for k in self.buffers if k.endswith(".running_mean")]
+        self.norms = {name: {"training": True, "momentum": 0.1, "eps": 1e-5} for name in norms}
+        self.dropout_training = self.training = True
         self.stage_outputs, self.stage_grads = {}, {}
         self._tape = None  # the layer caches of the last forward, freed by backward
 
     @classmethod
     def from_torch(cls, model) -> "NumpyUNet":
-        """A twin of a PyTorch `unetlab.models.UNet`: its options, a copy of its weights and its train/eval mode.
+        """A twin of a PyTorch `unetlab.models.UNet`: its options, a copy of its weights, and the state of its
+        modules as they are now (the dropout's p and mode; each batch norm's mode, momentum and eps).
 
         torch is not imported: the model's attributes are read, and its state dict converted with `.numpy()`.
 
         Raises:
-            UnetlabError: if the model is not a `UNet` or uses options the twin does not implement.
+            UnetlabError: if the model is not a plain U-Net (`architecture == "unet"`: no attention gates, no deep
+                supervision) or uses options the twin does not implement.
         """
-        if type(model).__name__ != "UNet":
+        if getattr(model, "architecture", None) != "unet" or getattr(model, "deep_supervision", False):
             raise UnetlabError(
-                f"the NumPy twin mirrors UNet models (unet-classic, unet), not {type(model).__name__}; "
-                "build the model with create_model('unet-classic', ...) or create_model('unet', ...)"
+                f"the NumPy twin mirrors plain U-Nets (unet-classic, unet), not {type(model).__name__}"
+                f"{' with deep supervision' if getattr(model, 'deep_supervision', False) else ''}; build the model "
+                "with create_model('unet-classic', ...) or create_model('unet', ...)"
             )
-        twin = cls(**{k: getattr(model, "dropout_p" if k == "dropout" else k) for k in cls.CONFIG})
+        options = {k: getattr(model, k) for k in cls.CONFIG if k != "dropout"}
+        twin = cls(**options, dropout=model.dropout.p)
         twin.load_state_dict(state_dict_to_numpy(model.state_dict()))
-        return twin.train(model.training)
+        twin.training, twin.dropout_training = model.training, model.dropout.training
+        for name, state in twin.norms.items():
+            module = model.get_submodule(name)
+            if not (module.affine and module.track_running_stats):
+                raise UnetlabError(f"{name}: the twin mirrors batch norms with affine parameters and running estimates")
+            state.update(training=module.training, momentum=module.momentum, eps=module.eps)
+        return twin
 
     @property
     def config(self) -> dict:
@@ -131,8 +152,10 @@ class NumpyUNet:
             (self.buffers if is_buffer(k) else self.params)[k] = np.array(state[k], copy=True)
 
     def train(self, mode: bool = True) -> "NumpyUNet":
-        """Training mode: batch statistics in batch norm (running estimates updated), dropout on."""
-        self.training = mode
+        """Training mode for every layer: batch statistics in batch norm (running estimates updated), dropout on."""
+        self.training = self.dropout_training = mode
+        for state in self.norms.values():
+            state["training"] = mode
         return self
 
     def eval(self) -> "NumpyUNet":
@@ -189,11 +212,21 @@ class NumpyUNet:
         norm_cache = None
         if self.norm == "batch":
             n, b = f"{key}norm{i}.", self.buffers
+            state = self.norms[f"{key}norm{i}"]
+            momentum = state["momentum"]
+            if state["training"]:
+                b[n + "num_batches_tracked"] += 1  # PyTorch counts batches too; a cumulative average uses the count
+                momentum = 1 / float(b[n + "num_batches_tracked"]) if momentum is None else momentum
             x, norm_cache = batchnorm_forward(
-                x, p[n + "weight"], p[n + "bias"], b[n + "running_mean"], b[n + "running_var"], self.training
+                x,
+                p[n + "weight"],
+                p[n + "bias"],
+                b[n + "running_mean"],
+                b[n + "running_var"],
+                state["training"],
+                momentum,
+                state["eps"],
             )
-            if self.training:
-                b[n + "num_batches_tracked"] += 1  # PyTorch counts batches too (unused with a fixed momentum)
         x, relu_cache = relu_forward(x)  # (N, C_out, H', W'), H' = H - 2 for valid padding
         return x, (conv_cache, norm_cache, relu_cache)
 
@@ -208,7 +241,7 @@ class NumpyUNet:
         return x, (pool_cache, conv_cache)
 
     def _dropout_forward(self, x, keep):
-        if not self.training or self.dropout_p == 0:
+        if not self.dropout_training or self.dropout_p == 0:
             return x, None
         if keep is None:
             keep = self.rng.random(x.shape) >= self.dropout_p  # kept with probability 1 - p

@@ -1,7 +1,7 @@
 """Training the NumPy twin: a plain loop of forward, loss, hand-written backward and Adam, in NumPy only.
 
 What `unetlab twin train` runs. The order follows nanoGPT's `train.py`: batch -> forward -> loss -> backward ->
-step -> log -> periodic evaluation. The data are arrays held in memory (the command generates them).
+step -> log -> periodic evaluation. The data are arrays held in memory (`synthetic_cells` generates the built-in ones).
 
 - Loss: cross-entropy (binary for one output channel) plus `dice_weight` times the soft Dice loss
   (`losses.loss_and_grad`).
@@ -18,7 +18,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from unetlab.data.synthetic import generate
 from unetlab.errors import UnetlabError
+from unetlab.logits import decide, num_labels
+from unetlab.settings import check_settings, setting
 from unetlab.twin.losses import loss_and_grad
 from unetlab.twin.model import NumpyUNet
 from unetlab.twin.optim import Adam
@@ -26,35 +29,31 @@ from unetlab.twin.optim import Adam
 
 @dataclass
 class TwinTrainConfig:
-    steps: int = 300  # optimizer steps; typically 100 (smoke) to 1000
-    batch_size: int = 8  # images per step
-    lr: float = 3e-3  # Adam learning rate
-    dice_weight: float = 1.0  # loss = cross-entropy + dice_weight * soft Dice; 0 = cross-entropy only
-    eval_every: int = 100  # steps between validation runs; 0 = only after the last step
-    seed: int = 0  # seeds the batch order
+    """The settings of `train_twin` and of its data, each declared once (`unetlab twin train` takes its flags here)."""
 
-    def check(self) -> None:
-        """Raise a `UnetlabError` naming the first setting out of its range."""
-        rules = [
-            ("steps", self.steps, isinstance(self.steps, int) and self.steps >= 1, "an integer >= 1"),
-            (
-                "batch_size",
-                self.batch_size,
-                isinstance(self.batch_size, int) and self.batch_size >= 1,
-                "an integer >= 1",
-            ),
-            ("lr", self.lr, np.isfinite(self.lr) and self.lr > 0, "a number > 0"),
-            ("dice_weight", self.dice_weight, np.isfinite(self.dice_weight) and self.dice_weight >= 0, "a number >= 0"),
-            (
-                "eval_every",
-                self.eval_every,
-                isinstance(self.eval_every, int) and self.eval_every >= 0,
-                "an integer >= 0",
-            ),
-        ]
-        for name, value, ok, rule in rules:
-            if not ok:
-                raise UnetlabError(f"{name}={value!r} is not valid; it must be {rule}")
+    steps: int = setting(300, "optimiser steps (typically 100 for a smoke test to 1000)", low=1)
+    batch_size: int = setting(8, "images per step", low=1)
+    lr: float = setting(3e-3, "Adam learning rate", low=0, low_open=True)
+    dice_weight: float = setting(1.0, "loss = cross-entropy + this x soft Dice; 0 = cross-entropy only", low=0)
+    eval_every: int = setting(100, "steps between validations; 0 = only after the last step", low=0)
+    seed: int = setting(0, "seeds the data, the weights and the batch order", low=0)
+    image_size: int = setting(64, "synthetic image side", unit="px", low=32)
+    num_train: int = setting(256, "synthetic training images", low=1)
+    num_val: int = setting(64, "synthetic validation images", low=1)
+
+    def __post_init__(self):
+        check_settings(self)
+
+
+def synthetic_cells(cfg: TwinTrainConfig) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    """The built-in synthetic cells of `cfg` as (images (n, C, size, size) float32, masks (n, size, size) int64),
+    for training and for validation."""
+
+    def cells(indices):
+        pairs = [generate("cells", i, seed=cfg.seed, size=cfg.image_size) for i in indices]
+        return np.stack([p[0] for p in pairs]).astype(np.float32), np.stack([p[1] for p in pairs]).astype(np.int64)
+
+    return cells(range(cfg.num_train)), cells(range(cfg.num_train, cfg.num_train + cfg.num_val))
 
 
 def crop_to(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
@@ -69,8 +68,8 @@ def predict(twin: NumpyUNet, images: np.ndarray, batch_size: int) -> np.ndarray:
     twin.eval()
     for start in range(0, len(images), batch_size):
         logits = twin.forward(images[start : start + batch_size])  # (n, K, H', W')
-        # One logit: foreground where sigmoid >= 0.5, i.e. logit >= 0 (`unetlab.evaluation.metrics.foreground`'s rule).
-        preds.append((logits[:, 0] >= 0) if logits.shape[1] == 1 else logits.argmax(axis=1))
+        # `unetlab.logits.decide` at the default threshold: sigmoid >= 0.5, i.e. logit >= 0, for one logit.
+        preds.append(decide(logits, threshold=0.0))
     twin.train(mode)
     return np.concatenate(preds).astype(np.int64)
 
@@ -86,7 +85,7 @@ def dice_score(pred: np.ndarray, mask: np.ndarray, num_classes: int) -> float:
         The mean over classes 1 .. max(K, 2) - 1 of 2 TP / (2 TP + FP + FN); NaN if every class is undefined.
     """
     scores = []
-    for k in range(1, max(num_classes, 2)):
+    for k in range(1, num_labels(num_classes)):
         tp = np.sum((pred == k) & (mask == k))
         fp_fn = np.sum((pred == k) != (mask == k))  # false positives + false negatives
         if tp + fp_fn:  # else the class is absent from truth and prediction: undefined, left out
@@ -98,16 +97,15 @@ def train_twin(twin: NumpyUNet, cfg: TwinTrainConfig, train_data, val_data, prog
     """Train `twin` in place with Adam on (images (N, C, H, W), masks (N, H, W)) pairs; validate on `val_data`.
 
     Raises:
-        UnetlabError: for a setting out of its range (`TwinTrainConfig.check`), a batch size larger than the training
-            set, mask labels the model has no output for, or images a valid-padding twin cannot take.
+        UnetlabError: for a batch size larger than the training set, mask labels the model has no output for, or
+            images a valid-padding twin cannot take.
 
     Returns:
         {"losses": loss per step, "val_dice": [(step, dice), ...], "seconds": wall time of the loop}.
     """
-    cfg.check()
     images, masks = train_data
     val_images, val_masks = val_data
-    labels = max(twin.num_classes, 2)  # one logit stands for two classes
+    labels = num_labels(twin.num_classes)
     if max(masks.max(initial=0), val_masks.max(initial=0)) >= labels:
         raise UnetlabError(
             f"the masks hold class {max(masks.max(), val_masks.max())} but the twin has num_classes={twin.num_classes}"
