@@ -119,7 +119,7 @@ def test_tta_option_averages_flips_and_rotations():
         ({"threshold": 0.3, "model": "multi"}, "threshold 0.3 applies to binary"),
         ({"threshold": 1.5}, "threshold 1.5 is not valid: it must be from 0 to 1"),
         ({"overlap": 600}, "overlap 600 is not valid: it must be less than the tile, 512 px"),
-        ({"device": "tpu:x"}, "--device 'tpu:x' is not valid"),
+        ({"device": "tpu:x"}, "device 'tpu:x' is not valid: it must be auto, cpu, cuda or cuda:N"),
     ],
 )
 def test_invalid_options_are_named(options, message):

@@ -173,7 +173,7 @@ def test_train_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path
 
 def test_train_refuses_a_run_folder_that_is_not_empty(tmp_path):
     first = train(tiny_config(tmp_path, epochs=1))
-    with pytest.raises(UnetlabError, match="is not empty; continue that run with --resume"):
+    with pytest.raises(UnetlabError, match="is not empty; continue that run with `unetlab train --resume"):
         train(tiny_config(tmp_path, epochs=1))
     assert records(first.run_dir)[0]["epoch"] == 1 and len(records(first.run_dir)) == 1  # untouched
     (tmp_path / "file").write_text("x")

@@ -5,7 +5,7 @@ Shared by training, validation and prediction, so that `--device` and `--amp` me
 
 import torch
 
-from unetlab.errors import UnetlabError
+from unetlab.settings import SettingError, invalid
 
 AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -14,16 +14,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
     """ "auto" -> the first CUDA device when there is one, else the CPU; anything else as torch reads it.
 
     Raises:
-        UnetlabError: for a device name torch does not know, or CUDA asked for where there is none.
+        SettingError: for a device name torch does not know, or CUDA asked for where there is none.
     """
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(device)
     except (RuntimeError, TypeError):
-        raise UnetlabError(f"--device {device!r} is not valid; use auto, cpu, cuda or cuda:N") from None
+        raise invalid("device", device, "auto, cpu, cuda or cuda:N") from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise UnetlabError(f"--device {device} asked for, but this torch sees no CUDA GPU; use --device cpu or auto")
+        raise SettingError(
+            lambda n: (
+                f"{n('device')} {device} asked for, but this torch sees no CUDA GPU; use {n('device')} cpu or auto"
+            ),
+            ["device"],
+        )
     return device
 
 
@@ -37,7 +42,7 @@ def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
             return None
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     if amp not in AMP_DTYPES:
-        raise UnetlabError(f"--amp {amp!r} is not valid; use auto, none, bf16 or fp16")
+        raise invalid("amp", amp, "one of auto, none, bf16, fp16")
     if amp == "fp16" and device.type != "cuda":
-        raise UnetlabError("--amp fp16 needs a CUDA device; on the CPU use --amp bf16 or none")
+        raise SettingError(lambda n: f"{n('amp')} fp16 needs a CUDA device; on the CPU use bf16 or none", ["amp"])
     return AMP_DTYPES[amp]

@@ -47,10 +47,17 @@ def record_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def setting_namer(args: argparse.Namespace):
-    """name(path) -> the command's flag for that setting (a setting without one, e.g. from a YAML file only, keeps
-    its path)."""
+    """name(path) -> the command's flag for that setting. A path the command knows under a prefix maps too (a model's
+    "depth" is `model_kwargs.depth`, a predictor's "device" `predict.device`); one without a flag keeps its path."""
     flags = getattr(args, "setting_flags", {})
-    return lambda path: flags.get(path, path)
+
+    def name(path: str) -> str:
+        if path in flags:
+            return flags[path]
+        nested = [flag for dest, flag in flags.items() if dest.endswith("." + path)]
+        return nested[0] if len(nested) == 1 else path
+
+    return name
 
 
 def data_groups(*groups: str) -> list[str]:

@@ -1,5 +1,6 @@
 """`unetlab export CHECKPOINT --format onnx|torchscript --out FILE`: a deployable file, checked against PyTorch."""
 
+from unetlab.cli.common import record_flags
 from unetlab.inference.export import FORMATS, export_checkpoint
 
 
@@ -13,6 +14,7 @@ def add_parser(subparsers) -> None:
     parser.add_argument("checkpoint", metavar="CHECKPOINT", help="a .pt file written by `unetlab train`")
     parser.add_argument("--format", required=True, choices=FORMATS, help="onnx (ONNX Runtime, ...) or torchscript")
     parser.add_argument("--out", required=True, metavar="FILE", help="the file to write, e.g. model.onnx")
+    record_flags(parser)
     parser.set_defaults(func=run)
 
 

@@ -28,7 +28,7 @@ from unetlab.errors import UnetlabError
 from unetlab.inference.tiling import pooling_stride
 from unetlab.logits import activation
 from unetlab.models.blocks import SegmentationModel
-from unetlab.settings import check_choice
+from unetlab.settings import SettingError, check_choice
 from unetlab.training.checkpoint import Checkpoint, load_checkpoint
 
 FORMATS = ("onnx", "torchscript")
@@ -140,9 +140,12 @@ def _check_destination(path: Path, format: str) -> None:
     suffix = path.suffix.lower()
     if suffix in TORCHSCRIPT_SUFFIXES if format == "onnx" else suffix == ".onnx":
         other, right = ("TorchScript", ".onnx") if format == "onnx" else ("ONNX", ".pt")
-        raise UnetlabError(
-            f"{path} has the suffix of {other} files, but --format is {format}; write {path.with_suffix(right)}, or "
-            "choose the other --format"
+        raise SettingError(
+            lambda n: (
+                f"{path} has the suffix of {other} files, but {n('format')} is {format}; write "
+                f"{path.with_suffix(right)}, or choose the other {n('format')}"
+            ),
+            ["format"],
         )
     blocker = next((p for p in path.parents if p.is_file()), None)
     if blocker is not None:

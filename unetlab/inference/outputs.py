@@ -28,6 +28,7 @@ from tqdm import tqdm
 from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, read_image, write_image, write_planes
 from unetlab.errors import UnetlabError
 from unetlab.inference.predictor import Prediction, Predictor
+from unetlab.settings import SettingError
 
 # Tints of classes 1, 2, ... for masks without colours of their own (class 0 is left untinted).
 PALETTE = np.array(
@@ -38,17 +39,20 @@ OVERLAY_ALPHA = 0.45  # weight of the class colour over the image
 DISPLAY_SAMPLE = 1_000_000  # pixels sampled for the display range of images that are not 8-bit
 
 
-def make_output_folder(folder: str | Path, option: str = "--out") -> Path:
-    """Create `folder` (and its parents) before any work is done, or raise a `UnetlabError` that says why not."""
+def make_output_folder(folder: str | Path, setting: str = "out") -> Path:
+    """Create `folder` (and its parents) before any work is done, or raise a `SettingError` naming `setting` that says
+    why not."""
     folder = Path(folder)
     blocker = next((p for p in (folder, *folder.parents) if p.exists() and not p.is_dir()), None)
     if blocker is not None:
         where = "is a file" if blocker == folder else f"cannot be made: {blocker} is a file, not a folder"
-        raise UnetlabError(f"{option} {folder} {where}; pass a folder")
+        raise SettingError(lambda n: f"{n(setting)} {folder} {where}; pass a folder", [setting])
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise UnetlabError(f"{option} {folder} cannot be made ({exc.strerror}); pass another folder") from None
+        reason = exc.strerror
+        raise SettingError(lambda n: f"{n(setting)} {folder} cannot be made ({reason}); pass another folder",
+                           [setting]) from None  # fmt: skip
     return folder
 
 
@@ -121,8 +125,12 @@ def refuse_overwriting_inputs(inputs: list[Path], outputs: list[Path], out_dir: 
     resolved = {p.resolve() for p in inputs}
     clash = next((p for p in outputs if p.resolve() in resolved), None)
     if clash is not None:
-        raise UnetlabError(
-            f"--out {out_dir} would overwrite the input {clash} with a prediction; pass another --out folder"
+        raise SettingError(
+            lambda n: (
+                f"{n('out')} {out_dir} would overwrite the input {clash} with a prediction; pass another "
+                f"{n('out')} folder"
+            ),
+            ["out"],
         )
 
 

@@ -115,7 +115,7 @@ def tiling_note(model: SegmentationModel, tile: int, overlap: int) -> str | None
         return None
     return (
         f"each {tile}-px window adds only {new} x {new} new px ({100 * new**2 / tile**2:.2g}% of its work); a larger "
-        "--tile or a smaller --overlap predicts much faster"
+        "tile or a smaller overlap predicts much faster"
     )
 
 

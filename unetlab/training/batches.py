@@ -11,7 +11,7 @@ import signal
 import torch
 from torch.utils.data import DataLoader
 
-from unetlab.errors import UnetlabError
+from unetlab.settings import SettingError
 from unetlab.training.runtime import keyed_generator
 
 
@@ -23,10 +23,13 @@ def steps_per_epoch(items: int, cfg, runtime) -> int:
     """
     steps = items // (cfg.batch_size * runtime.world_size) // cfg.accumulate
     if steps < 1:
-        raise UnetlabError(
-            f"the training set has {items} patch(es), too few for one step of --batch-size {cfg.batch_size} x "
-            f"--accumulate {cfg.accumulate} x {runtime.world_size} process(es); lower them, or raise "
-            "--patches-per-image"
+        raise SettingError(
+            lambda n: (
+                f"the training set has {items} patch(es), too few for one step of {n('batch_size')} "
+                f"{cfg.batch_size} x {n('accumulate')} {cfg.accumulate} x {runtime.world_size} process(es); lower "
+                f"them, or raise {n('data.patches_per_image')}"
+            ),
+            ["batch_size", "accumulate", "data.patches_per_image"],
         )
     return steps
 

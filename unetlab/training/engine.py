@@ -217,7 +217,7 @@ class _Session:
             save_config(cfg, run_dir / "config.yaml")
         except OSError as exc:
             raise UnetlabError(
-                f"cannot write the run folder {run_dir} ({exc.strerror}); choose another --out"
+                f"cannot write the run folder {run_dir} ({exc.strerror}); choose another run folder (out)"
             ) from None
         params = sum(p.numel() for p in self.model.parameters())
         processes = f" x {self.runtime.world_size}" if self.runtime.distributed else ""
@@ -229,7 +229,7 @@ class _Session:
         if not self.validate:
             print("note: no validation set, so no best.pt and no chosen threshold (binary models use 0.5)", flush=True)
         if resumed and self.state.epoch >= cfg.epochs:
-            print(f"note: the run has done {self.state.epoch} of --epochs {cfg.epochs}; raise --epochs to go on")
+            print(f"note: the run has done {self.state.epoch} of its {cfg.epochs} epochs; raise epochs to go on")
         return RunLogger(run_dir, cfg.tensorboard)
 
     def lr(self) -> float:
@@ -316,8 +316,8 @@ class _Session:
             kept = f"the last good checkpoint is {last}" if last.is_file() else "no checkpoint had been saved yet"
             raise UnetlabError(
                 f"the loss became NaN or inf in epoch {self.state.epoch + 1}, between steps {self.checked_step + 1} "
-                f"and {self.state.step}; training stopped without saving these weights ({kept}). Lower --lr, set "
-                "--clip-grad, or check the images for NaN/inf values"
+                f"and {self.state.step}; training stopped without saving these weights ({kept}). Lower the learning "
+                "rate (lr), clip the gradient (clip_grad), or check the images for NaN/inf values"
             )
         self.checked_step = self.state.step
 

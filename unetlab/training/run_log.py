@@ -17,8 +17,8 @@ import numpy as np
 import torch
 
 from unetlab.data.io import write_image
-from unetlab.errors import UnetlabError
 from unetlab.inference.outputs import PALETTE, display_rgb
+from unetlab.settings import SettingError
 
 RUN_ENTRIES = {"config.yaml", "checkpoints", "metrics.jsonl", "tensorboard", "samples"}  # what a run folder holds
 IGNORE_COLOUR = np.array([128, 128, 128], dtype=np.uint8)  # unlabelled pixels in the truth column
@@ -34,16 +34,18 @@ def new_run_dir(out: str | None, main: bool = True) -> Path:
     if not main:
         return run_dir
     if run_dir.exists() and not run_dir.is_dir():
-        raise UnetlabError(f"--out {run_dir} is a file; give a folder for the run")
+        raise SettingError(lambda n: f"{n('out')} {run_dir} is a file; give a folder for the run", ["out"])
     if run_dir.is_dir() and any(run_dir.iterdir()):
         if (run_dir / "checkpoints" / "last.pt").is_file():
-            hint = f"continue that run with --resume {run_dir}, or choose a new folder"
+            hint = f"continue that run with `unetlab train --resume {run_dir}`, or choose a new folder"
         elif _looks_unsaved(run_dir):
             hint = f"it looks like a run that stopped before its first checkpoint: delete it ({run_dir}), or choose"
             hint += " a new folder"
         else:
             hint = "choose a new folder"
-        raise UnetlabError(f"--out {run_dir} is not empty; {hint}, so that nothing in it is overwritten")
+        raise SettingError(
+            lambda n: f"{n('out')} {run_dir} is not empty; {hint}, so that nothing in it is overwritten", ["out"]
+        )
     return run_dir
 
 
