@@ -90,6 +90,12 @@ def test_curve_points_are_exact_at_the_bin_edges():
             assert roc["tpr"][i] == pytest.approx((selected & positive).sum() / positive.sum(), rel=1e-12)
             assert roc["fpr"][i] == pytest.approx((selected & ~positive).sum() / (~positive).sum(), rel=1e-12)
     assert np.all(np.diff(pr["recall"]) >= 0) and roc["tpr"][0] == 0 and roc["tpr"][-1] == 1
+    counts = histograms.threshold_counts(2)
+    for i in (0, 17, 600, len(counts["threshold"]) - 1):
+        selected, positive = probs[2] >= counts["threshold"][i], truth == 2
+        expected = [(selected & positive).sum(), (selected & ~positive).sum(), (~selected & positive).sum(),
+                    (~selected & ~positive).sum()]  # fmt: skip
+        assert [counts[k][i] for k in ("tp", "fp", "fn", "tn")] == expected
 
 
 @pytest.mark.parametrize("num_outputs", [1, 3])

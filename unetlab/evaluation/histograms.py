@@ -164,10 +164,20 @@ class ProbabilityHistograms:
 
     def _cumulative(self, c: int) -> tuple[np.ndarray, np.ndarray]:
         """tp[b], fp[b]: positives and negatives with p >= edge_b, for every bin b (float64, (n,) each)."""
+        counts = self.threshold_counts(c)
+        return counts["tp"].astype(np.float64), counts["fp"].astype(np.float64)
+
+    def threshold_counts(self, c: int) -> dict[str, np.ndarray]:
+        """Class c's confusion counts at every threshold p >= edge_b, rising thresholds (e.g. for TensorBoard's
+        `add_pr_curve_raw`).
+
+        Returns:
+            {"threshold", "tp", "fp", "fn", "tn"}: (n,) arrays, float64 thresholds and int64 counts.
+        """
         row = self._row(c)
-        tp = np.cumsum(self.positives[row, ::-1])[::-1].astype(np.float64)
-        fp = np.cumsum(self.negatives[row, ::-1])[::-1].astype(np.float64)
-        return tp, fp
+        tp = np.cumsum(self.positives[row, ::-1])[::-1]
+        fp = np.cumsum(self.negatives[row, ::-1])[::-1]
+        return {"threshold": self.edges[:-1].copy(), "tp": tp, "fp": fp, "fn": tp[0] - tp, "tn": fp[0] - fp}
 
     def pr_curve(self, c: int) -> dict[str, np.ndarray]:
         """Class c's precision-recall curve at the thresholds p >= edge_b, from the highest edge down (rising recall).
