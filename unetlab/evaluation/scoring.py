@@ -10,7 +10,7 @@ thumbnail), so memory does not grow with the images' size or number beyond those
   (`boundary.image_boundary_scores`), for binary models the ISBI 2012 scores (`regions.image_region_scores`), and
   the overlay thumbnail (`figures.overlay_thumbnail`).
 
-The decision rule is `unetlab.evaluation.metrics.foreground` (p >= threshold) for one-logit models and the most
+The decision rule is `unetlab.logits.decide` (p >= threshold) for one-logit models and the most
 probable class (argmax, the first on ties) for softmax models, as `unetlab predict` writes masks.
 """
 
@@ -25,9 +25,9 @@ from unetlab.errors import UnetlabError
 from unetlab.evaluation.boundary import BOUNDARY_SCORES, image_boundary_scores
 from unetlab.evaluation.figures import overlay_thumbnail
 from unetlab.evaluation.histograms import CALIBRATION_BINS, RANKING_BINS, ProbabilityHistograms
-from unetlab.evaluation.metrics import foreground
 from unetlab.evaluation.regions import REGION_SCORES, image_region_scores
 from unetlab.evaluation.scores import SCORES, ConfusionMatrix, as_numpy, class_scores, foreground_mean
+from unetlab.logits import decide
 
 SURFACE_TOLERANCE = 2.0  # px, the default tolerance of the surface Dice
 THUMBNAIL_SIDE = 160  # px, the longest side of the per-image overlays
@@ -109,13 +109,6 @@ class Evaluation:
 def _nanmean(values) -> float:
     values = [v for v in values if not math.isnan(v)]
     return sum(values) / len(values) if values else math.nan
-
-
-def decide(probs: np.ndarray, threshold: float | None) -> np.ndarray:
-    """(K, H, W) probabilities -> (H, W) int64 classes: p >= threshold for K = 1, argmax for K >= 2."""
-    if probs.shape[0] == 1:
-        return foreground(probs[0], threshold).astype(np.int64)
-    return probs.argmax(axis=0).astype(np.int64)
 
 
 def evaluate_stream(
@@ -203,11 +196,11 @@ def dice_order(row: ImageRow) -> tuple[bool, float]:
 
 def _score_image(evaluation: Evaluation, name, image, probs, truth, thumbnail_side, ignore_index) -> ImageRow:
     names = evaluation.class_names
-    pred = decide(probs, evaluation.threshold)  # (H, W)
+    pred = decide(probs, evaluation.threshold, dim=0).astype(np.int64)  # (H, W)
     own = evaluation.confusion.update(pred, truth)  # (K, K), this image's counts
     evaluation.histograms.update(probs, truth)
     for t, matrix in evaluation.other_thresholds.items():
-        matrix.update(decide(probs, t), truth)
+        matrix.update(decide(probs, t, dim=0).astype(np.int64), truth)
     scores = {}
     for score, per_class in class_scores(own).items():
         scores[score] = foreground_mean(per_class)
