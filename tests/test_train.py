@@ -17,6 +17,7 @@ from unetlab.training.checkpoint import load_checkpoint
 from unetlab.training.config import TrainConfig
 from unetlab.training.engine import train
 from unetlab.training.optim import get_lr
+from unetlab.training.run_log import recorded_split
 
 
 def tiny_config(tmp_path, **overrides) -> TrainConfig:
@@ -246,3 +247,20 @@ def test_deep_supervision_trains_the_auxiliary_heads(tmp_path):
     assert train(cfg, on_step=keep).stopped == "finished"
     assert sorted(snapshots[0]) == [f"aux_heads.{i}.{p}" for i in (0, 1) for p in ("bias", "weight")]  # levels 1, 2
     assert all(not torch.equal(snapshots[0][k], snapshots[-1][k]) for k in snapshots[0]), "an auxiliary head was idle"
+
+
+def test_the_run_folder_records_its_split(tmp_path):
+    from folder_data import box_mask, write_pairs
+
+    data = write_pairs(tmp_path / "data", {str(i): box_mask(32, 32, (4, 4, 20, 20 + i)) for i in range(5)})
+    cfg = tiny_config(tmp_path, epochs=1, data=DataConfig(source=str(data), patch_size=32, val_fraction=0.4))
+    train(cfg)
+    split = recorded_split(tmp_path / "run")
+    assert split["source"] == str(data) and len(split["train"]) == 3 and len(split["val"]) == 2
+    names = sorted(image.stem for image, _ in split["train"] + split["val"])
+    assert names == ["0", "1", "2", "3", "4"] and all(image.is_file() and mask.is_file() for image, mask in split["val"])
+    moved = recorded_split(tmp_path / "run", source=tmp_path / "elsewhere")  # a moved dataset: the same names there
+    assert moved["val"][0][0] == tmp_path / "elsewhere" / split["val"][0][0].relative_to(data)
+    train(tiny_config(tmp_path, epochs=1, out=str(tmp_path / "synthetic")))
+    assert recorded_split(tmp_path / "synthetic") == {"source": "synthetic-cells", "train": list(range(8)),
+                                                      "val": [8, 9]}  # fmt: skip

@@ -50,8 +50,9 @@ class FolderSource:
     pair takes them (and lets them go), later loads read the files.
     """
 
-    def __init__(self, pairs: list[tuple[Path, Path]], info: DataInfo, arrays: dict | None = None):
+    def __init__(self, pairs: list[tuple[Path, Path]], info: DataInfo, arrays: dict | None = None, root=None):
         self.pairs, self.info, self.arrays = pairs, info, arrays or {}
+        self.root = Path(root) if root is not None else None  # the dataset folder the pairs are from
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -97,8 +98,8 @@ def folder_sources(cfg) -> tuple[FolderSource, FolderSource, DataInfo]:
     _refuse(cfg.source, problems)
     arrays = {r.image: r.arrays for r in scan.records}
     return (
-        FolderSource(train, info, {i: arrays[p[0]] for i, p in enumerate(train)} if cfg.cache else None),
-        FolderSource(val, info, {i: arrays[p[0]] for i, p in enumerate(val)} if cfg.cache else None),
+        FolderSource(train, info, {i: arrays[p[0]] for i, p in enumerate(train)} if cfg.cache else None, cfg.source),
+        FolderSource(val, info, {i: arrays[p[0]] for i, p in enumerate(val)} if cfg.cache else None, cfg.source),
         info,
     )
 

@@ -35,7 +35,7 @@ from unetlab.training.config import TrainConfig, model_kwargs_for_data, save_con
 from unetlab.training.losses import DeepSupervisionLoss, build_loss
 from unetlab.training.optim import Plateau, build_optimizer, lr_schedule
 from unetlab.training.resume import check_resume
-from unetlab.training.run_log import RunLogger, format_record, new_run_dir
+from unetlab.training.run_log import RunLogger, format_record, new_run_dir, save_split
 from unetlab.training.runtime import (
     StopSignal,
     any_rank,
@@ -215,6 +215,7 @@ class _Session:
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
             save_config(cfg, run_dir / "config.yaml")
+            save_split(run_dir, self.train_ds, self.val_ds)
         except OSError as exc:
             raise UnetlabError(
                 f"cannot write the run folder {run_dir} ({exc.strerror}); choose another run folder (out)"

@@ -20,7 +20,7 @@ from unetlab.data.io import write_image
 from unetlab.inference.outputs import PALETTE, display_rgb
 from unetlab.settings import SettingError
 
-RUN_ENTRIES = {"config.yaml", "checkpoints", "metrics.jsonl", "tensorboard", "samples"}  # what a run folder holds
+RUN_ENTRIES = {"config.yaml", "split.json", "checkpoints", "metrics.jsonl", "tensorboard", "samples"}  # a run's files
 IGNORE_COLOUR = np.array([128, 128, 128], dtype=np.uint8)  # unlabelled pixels in the truth column
 
 
@@ -47,6 +47,43 @@ def new_run_dir(out: str | None, main: bool = True) -> Path:
             lambda n: f"{n('out')} {run_dir} is not empty; {hint}, so that nothing in it is overwritten", ["out"]
         )
     return run_dir
+
+
+def save_split(run_dir: Path, train_ds, val_ds) -> None:
+    """Record which images trained and which validated in `RUN/split.json`, so that the held-out images can be scored
+    later (`recorded_split`): {"source": the dataset, "train": [[image, mask], ...], "val": [...]}, folder files
+    relative to the source folder (a moved dataset still matches) and synthetic images by index."""
+    split = {"source": None, "train": [], "val": []}
+    for name, dataset in (("train", train_ds), ("val", val_ds)):
+        source = dataset.source
+        if hasattr(source, "pairs"):  # a folder dataset
+            split["source"] = str(source.root)
+            split[name] = [[_relative(p, source.root) for p in pair] for pair in source.pairs]
+        else:
+            split["source"] = f"synthetic-{source.kind}"
+            split[name] = list(range(source.start, source.start + source.count))
+    (run_dir / "split.json").write_text(json.dumps(split, indent=1) + "\n")
+
+
+def recorded_split(run_dir: Path, source: str | Path | None = None) -> dict | None:
+    """The split a run recorded (`save_split`), folder files as absolute (image, mask) paths under `source` (default:
+    the recorded folder); None when the run recorded none (runs of unetlab before it did)."""
+    path = Path(run_dir) / "split.json"
+    if not path.is_file():
+        return None
+    split = json.loads(path.read_text())
+    if split["source"] and not split["source"].startswith("synthetic-"):
+        root = Path(source or split["source"])
+        for name in ("train", "val"):
+            split[name] = [tuple(root / p for p in pair) for pair in split[name]]
+    return split
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return str(Path(path).resolve().relative_to(Path(root).resolve()))
+    except ValueError:
+        return str(Path(path).resolve())  # outside the dataset folder (absolute image folders): kept absolute
 
 
 def _looks_unsaved(run_dir: Path) -> bool:
