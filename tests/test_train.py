@@ -258,7 +258,8 @@ def test_the_run_folder_records_its_split(tmp_path):
     split = recorded_split(tmp_path / "run")
     assert split["source"] == str(data) and len(split["train"]) == 3 and len(split["val"]) == 2
     names = sorted(image.stem for image, _ in split["train"] + split["val"])
-    assert names == ["0", "1", "2", "3", "4"] and all(image.is_file() and mask.is_file() for image, mask in split["val"])
+    assert names == ["0", "1", "2", "3", "4"]
+    assert all(image.is_file() and mask.is_file() for image, mask in split["val"])
     moved = recorded_split(tmp_path / "run", source=tmp_path / "elsewhere")  # a moved dataset: the same names there
     assert moved["val"][0][0] == tmp_path / "elsewhere" / split["val"][0][0].relative_to(data)
     train(tiny_config(tmp_path, epochs=1, out=str(tmp_path / "synthetic")))
