@@ -23,13 +23,15 @@ from unetlab.data.transforms import PIPELINES
 from unetlab.device import AMP_DTYPES
 from unetlab.logits import output_channels
 from unetlab.models import MODELS
-from unetlab.settings import SettingError, check_settings, from_dict, setting
+from unetlab.settings import SettingError, check_settings, from_dict, invalid, setting
+from unetlab.training.budget import parse_duration
 from unetlab.training.checkpoint import MACHINE_KWARGS
 from unetlab.training.losses import LOSS_OPTIONS
 from unetlab.training.optim import OPTIMIZERS, SCHEDULES
 
 # The default model's training width: the registered `unet` (base 64) is too slow to train on a CPU in minutes.
 DEFAULT_MODEL_KWARGS = {"base_channels": 16, "depth": 4}
+DEFAULT_BUDGET = "20m"  # the time budget of a planned run when none is given
 
 
 @dataclass
@@ -83,6 +85,15 @@ class TrainConfig:
         0.1, "step and plateau: factor of each reduction", low=0, high=1, low_open=True, group="optim"
     )
     clip_grad: float = setting(0.0, "largest global gradient norm; 0 = no clipping", low=0, group="optim")
+    time_budget: str | None = setting(
+        None,
+        "end the run on time, validation included: a duration such as 90s, 20m or 1.5h; the learning-rate schedule "
+        "spans it, and epochs is then only an upper bound",
+        group="optim",
+        resumable=True,
+        metavar="D",
+        default_text=f"none; a planned run: {DEFAULT_BUDGET}",
+    )
     # evaluation and checkpoints
     eval_every: int = setting(1, "epochs between validations", low=1, group="eval", resumable=True)
     best_metric: str = setting(
@@ -92,6 +103,22 @@ class TrainConfig:
         -1,
         "evaluations without improvement before stopping early (0 acts as 1); -1 = never",
         low=-1,
+        group="eval",
+        resumable=True,
+    )
+    val_share: float = setting(
+        0.1,
+        "with a time budget: the largest share of the time validation may take (evaluations are skipped to keep it)",
+        low=0,
+        high=1,
+        low_open=True,
+        group="eval",
+        resumable=True,
+    )
+    val_subset: int = setting(
+        0,
+        "validation images evaluated at each evaluation, a fixed seeded subset; 0 = all of them",
+        low=0,
         group="eval",
         resumable=True,
     )
@@ -126,6 +153,8 @@ class TrainConfig:
 
     def __post_init__(self):
         check_settings(self)
+        if self.time_budget is not None and parse_duration(self.time_budget) is None:
+            raise invalid("time_budget", self.time_budget, "a duration such as 90s, 20m, 1.5h or 1h30m")
 
     def to_dict(self) -> dict:
         return asdict(self)

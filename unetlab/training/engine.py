@@ -18,7 +18,9 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+import numpy as np
 import torch
+from torch.utils.data import Subset
 from tqdm import tqdm
 
 from unetlab.data import build_datasets
@@ -30,6 +32,7 @@ from unetlab.models import create_model
 from unetlab.models.blocks import center_crop
 from unetlab.settings import SettingError, settings_under
 from unetlab.training.batches import epoch_loader, steps_per_epoch
+from unetlab.training.budget import TimeBudget, parse_duration
 from unetlab.training.checkpoint import load_training_checkpoint, save_checkpoint
 from unetlab.training.config import TrainConfig, model_kwargs_for_data, save_config
 from unetlab.training.losses import DeepSupervisionLoss, build_loss
@@ -63,6 +66,8 @@ class TrainState:
     elapsed: float = 0.0  # seconds of training, all sessions
     loss_sum: float = 0.0  # training losses since the last evaluation (summed; kept so a resume logs the same mean)
     loss_count: int = 0
+    val_seconds: float = 0.0  # spent validating, all sessions
+    last_val_cost: float | None = None  # seconds the last evaluation took
 
 
 @dataclass
@@ -70,7 +75,7 @@ class TrainResult:
     run_dir: Path
     state: TrainState
     metrics: dict  # the last evaluation's record
-    stopped: str  # "finished", "early stopping", "interrupted" or "max_steps"
+    stopped: str  # "finished", "time budget", "early stopping", "interrupted" or "max_steps"
     signal: int | None = None  # the signal that interrupted the run (SIGINT, SIGTERM)
     is_main: bool = True  # rank 0 (the process that logs and writes checkpoints)
 
@@ -94,7 +99,7 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
     with StopSignal() as stop:
         while run.state.epoch < cfg.epochs and run.stopped == "finished" and stop.signum is None:
             run.train_epoch(stop, on_step)
-            if run.stopped == "finished":
+            if run.stopped in ("finished", "time budget"):
                 run.end_epoch(stop)
         if stop.signum is not None:
             run.stopped = "interrupted"
@@ -133,6 +138,10 @@ class _Session:
                 f"the data at {data_cfg.source} is not the run's: {differ}; resume with the data the run was trained on"
             )
         self.validate = len(self.val_ds) > 0
+        self.eval_ds = self.val_ds  # what each evaluation scores: all validation images, or a fixed subset of them
+        if 0 < cfg.val_subset < len(self.val_ds):
+            chosen = np.random.default_rng([data_cfg.seed, len(self.val_ds)]).permutation(len(self.val_ds))
+            self.eval_ds = Subset(self.val_ds, sorted(chosen[: cfg.val_subset].tolist()))
         self.model_kwargs = model_kwargs_for_data(cfg, self.info, resuming=ckpt is not None)
         with settings_under("model_kwargs"):
             model = create_model(cfg.model, **self.model_kwargs)
@@ -146,6 +155,7 @@ class _Session:
         self.scaler = torch.amp.GradScaler(self.runtime.device.type, enabled=self.runtime.amp_dtype == torch.float16)
         self.steps_per_epoch = steps_per_epoch(len(self.train_ds), cfg, self.runtime)
         self.schedule = lr_schedule(cfg, self.steps_per_epoch)
+        self.budget = TimeBudget(parse_duration(cfg.time_budget), cfg.val_share) if cfg.time_budget else None
         direction = "max" if metric_of(cfg.best_metric).higher_is_better else "min"
         self.plateau = Plateau(direction, round(cfg.step_epochs), cfg.gamma)
         self.state = TrainState()
@@ -235,7 +245,17 @@ class _Session:
 
     def lr(self) -> float:
         factor = self.plateau.factor if self.cfg.schedule == "plateau" else 1.0
-        return self.schedule(self.state.step) * factor
+        if self.budget is None:
+            return self.schedule(self.state.step) * factor
+        progress = self.budget.progress(self.elapsed(), self.state.last_val_cost or 0.0)
+        return self.schedule(self.state.step, progress=progress) * factor
+
+    def out_of_time(self) -> bool:
+        """A run with a time budget has reached the time to stop taking steps (the same answer on every rank)."""
+        if self.budget is None:
+            return False
+        late = self.elapsed() >= self.budget.deadline(self.state.last_val_cost or 0.0)
+        return any_rank(late, self.runtime) if self.runtime.distributed else late
 
     def train_epoch(self, stop: StopSignal, on_step) -> None:
         """The epoch's remaining batches; sets `self.stopped` when a signal or `max_steps` ends the session."""
@@ -284,6 +304,8 @@ class _Session:
                 self.stopped = "interrupted"
             elif 0 <= cfg.max_steps <= self.session_steps:  # the same step on every rank
                 self.stopped = "max_steps"
+            elif vote and self.out_of_time():
+                self.stopped = "time budget"
             if self.stopped != "finished":
                 break
         bar.close()
@@ -327,7 +349,12 @@ class _Session:
         cfg, state = self.cfg, self.state
         self.check_finite()
         state.epoch, state.batch = state.epoch + 1, 0
-        if state.epoch % cfg.eval_every == 0 or state.epoch == cfg.epochs:
+        final = state.epoch == cfg.epochs or self.stopped == "time budget"
+        if self.budget is not None:
+            due = self.budget.should_validate(self.elapsed(), state.val_seconds, state.last_val_cost, final)
+        else:
+            due = state.epoch % cfg.eval_every == 0 or final
+        if due:
             self.record = {"epoch": state.epoch, "step": state.step}
             if self.validate:
                 self._evaluate()
@@ -353,10 +380,13 @@ class _Session:
         """Validate (rank 0), update best / early-stopping / plateau state, write best.pt and the sample grid."""
         cfg, state, runtime = self.cfg, self.state, self.runtime
         if runtime.is_main:
+            tic = time.time()
             metrics, threshold, samples = evaluate(
-                self.model, self.val_ds, self.loss_fn, runtime, self.info.class_names, cfg.samples, cfg.workers
+                self.model, self.eval_ds, self.loss_fn, runtime, self.info.class_names, cfg.samples, cfg.workers
             )
-            self.record |= {f"val/{k}": v for k, v in metrics.items()}
+            state.last_val_cost = time.time() - tic
+            state.val_seconds += state.last_val_cost
+            self.record |= {f"val/{k}": v for k, v in metrics.items()} | {"val_s": state.last_val_cost}
             state.threshold = threshold
             value = metrics[cfg.best_metric]  # NaN when no image has the class, nor a prediction of it
             if cfg.schedule == "plateau" and not math.isnan(value):
@@ -368,9 +398,11 @@ class _Session:
                 state.bad_evals += 1
             self.logger.samples(samples, state.epoch, state.step)
         if runtime.distributed:  # every process follows rank 0's early-stopping and plateau decisions
-            shared = [state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold]
+            shared = [state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold,
+                      state.val_seconds, state.last_val_cost]  # fmt: skip
             torch.distributed.broadcast_object_list(shared, src=0)
-            state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold = shared
+            (state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold,
+             state.val_seconds, state.last_val_cost) = shared  # fmt: skip
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.session_start

@@ -46,12 +46,19 @@ def get_lr(
     min_lr: float = 0.0,
     step_size: int = 1,
     gamma: float = 0.1,
+    progress: float | None = None,
 ) -> float:
     """Learning rate for optimiser step `step` (0-based) of `total_steps`.
 
     Example (cosine, lr 1.0, total 10, warm-up 2, min_lr 0): steps 0, 1 -> 0.5, 1.0 (linear warm-up to lr);
     step 2 -> 1.0; step 6 -> 0.5 * (1 + cos(pi * 4 / 8)) = 0.5; step 10 -> 0.0.
+
+    `progress` in [0, 1] (a run with a time budget: the share of its time spent) places cosine, poly and one-cycle
+    by time instead of by step; the warm-up still counts steps, and "step" still decays every `step_size` steps.
     """
+    if progress is not None and not (schedule != "onecycle" and step < warmup_steps):
+        start = 0 if schedule == "onecycle" else warmup_steps
+        step = step if schedule == "step" else start + progress * (total_steps - start)
     if schedule == "onecycle":
         peak = max(1, int(0.3 * total_steps))
         if step < peak:
