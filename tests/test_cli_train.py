@@ -127,3 +127,37 @@ def test_cli_train_resume_follows_a_moved_dataset_but_not_another_one(tmp_path, 
     other = write_pairs(tmp_path / "other", {str(i): box_mask(32, 32, (4, 4, 20, 20), 7 * i) for i in range(4)})
     assert main(["train", "--resume", str(out), "--epochs", "3", "--data", str(other), "--no-progress"]) == 2
     assert "is not the run's: class_values [0, 7, 14, 21] (the run's: [0, 255])" in capsys.readouterr().err
+
+
+def test_careless_settings_get_one_line_each(tmp_path, capsys):
+    from folder_data import box_mask, write_pairs
+
+    data = write_pairs(tmp_path / "data", {str(i): box_mask(32, 32, (4, 4, 20, 20 + i)) for i in range(3)})
+    (data / "all.txt").write_text("0\n1\n2\n")
+    small = TINY[6:]  # TINY without its synthetic-data flags
+    cases = [
+        (["--val-list", str(data / "all.txt")], "names every image of the dataset (3 images), so none is left"),
+        (["--class-values", "0", "255", "--patch-size", "100000", "--batch-size", "2"], "needs about"),
+    ]
+    for argv, message in cases:
+        assert main(["train", "--data", str(data), "--out", str(tmp_path / "r"), *small, *argv]) == 2, argv
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+    for values, message in [("[0, 'x']", "--class-values 'x' is not valid: it must be a mask value"),
+                            ("[0, 255.7]", "--class-values 255.7 is not valid"),
+                            ("[0, [1, 2]]", "--class-values [1, 2] is not valid")]:  # fmt: skip
+        config = tmp_path / "c.yaml"
+        config.write_text(f"data: {{source: {data}, class_values: {values}}}\n")
+        assert main(["train", "--config", str(config), "--out", str(tmp_path / "r")]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert main(["data", "check", str(data), "--val-list", str(data / "all.txt")]) == 2
+    assert "so none is left to train on" in capsys.readouterr().out
+
+
+def test_a_patch_larger_than_every_image_gets_a_note(tmp_path, capsys):
+    args = ["train", "--epochs", "1", "--out", str(tmp_path / "r"), *TINY]
+    assert main([*args[: -len(TINY)], *TINY[:6], "--patch-size", "48", *TINY[8:]]) == 0
+    assert "note: patches of 48 px are larger than every training image (the largest side is 32 px)" in (
+        capsys.readouterr().out
+    )

@@ -39,6 +39,10 @@ def test_twin_check_exits_1_when_an_error_exceeds_the_tolerance(capsys):
         (["twin", "check", *SMALL, "--input", "3,44,44"], "give 1,H,W"),
         (["twin", "check", "--batch-size", "0"], "--batch-size 0 is not valid"),
         (["twin", "check", "--tol", "-1"], "--tol -1.0 is not valid"),
+        (
+            ["twin", "check", "--model", "unet", "--input", "1,3000,3000"],
+            "GiB (PyTorch and the twin in float64), and this machine has",
+        ),
         (["twin", "check", "--depth", "9"], "--depth 9 is not valid: it must be from 1 to 8"),
         (["twin", "train", "--image-size", "16"], "--image-size 16 is not valid: it must be at least 32 px"),
         (["twin", "train", "--lr", "-1"], "--lr -1.0 is not valid: it must be more than 0"),

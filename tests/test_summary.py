@@ -71,6 +71,10 @@ def test_cli_summary_moves_an_invalid_size_to_the_next_valid_one(capsys):
         (["summary", "unet", "--input", "3,a,4"], "--input '3,a,4' is not valid"),
         (["summary", "unet", "--input", "3,64,64", "--in-channels", "1"], "make them agree"),
         (["summary", "unet", "--depth", "12"], "--depth 12 is not valid: it must be from 1 to 8"),
+        (
+            ["summary", "unet", "--base-channels", "100000"],
+            "has 75,740,021,000,002 parameters, 282,153.6 GiB of weights",
+        ),
     ],
 )
 def test_cli_summary_bad_input_exits_2_with_one_line(capsys, argv, message):

@@ -32,6 +32,21 @@ def resolve_device(device: str | torch.device) -> torch.device:
     return device
 
 
+def available_memory(device: torch.device) -> int | None:
+    """Bytes free for a new allocation on `device`: CUDA's free memory, or the system's MemAvailable for the CPU
+    (None where it cannot be read)."""
+    if device.type == "cuda":
+        return torch.cuda.mem_get_info(device)[0]
+    try:
+        with open("/proc/meminfo") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for `--amp` ("auto", "none", "bf16", "fp16") on `device`; None = full precision.
 

@@ -11,7 +11,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from unetlab.settings import SettingError, check_settings, setting
+from unetlab.settings import SettingError, check_settings, invalid, setting
 
 SYNTHETIC_SOURCES = ("synthetic-cells", "synthetic-shapes")
 
@@ -155,11 +155,24 @@ def check_data_config(cfg: DataConfig) -> None:
             lambda n: f"{n('source')} {cfg.source!r} is unknown; use {' or '.join(SYNTHETIC_SOURCES)}, or a folder",
             ["source"],
         )
+    for name in ("class_values", "ignore_values"):
+        for value in getattr(cfg, name) or []:
+            named = name == "ignore_values" and isinstance(value, str)  # a class name, such as "void"
+            if not (named or _is_mask_value(value)):
+                raise invalid(name, value, "a mask value: a whole number >= 0, or a colour [r, g, b] of 0-255")
     folder_only = [s for s in ("val_list", "class_values", "ignore_values") if getattr(cfg, s)]
     if cfg.synthetic and folder_only:
         raise SettingError(
             lambda n: f"{', '.join(map(n, folder_only))} apply to folder datasets, not to {cfg.source}", folder_only
         )
+
+
+def _is_mask_value(value) -> bool:
+    """A whole number >= 0, or three whole numbers from 0 to 255 (a colour); never a fraction."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value >= 0
+    colour = isinstance(value, (list, tuple)) and len(value) == 3
+    return colour and all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 255 for v in value)
 
 
 def check_source_exists(cfg: DataConfig) -> None:

@@ -2,7 +2,8 @@
 
 A source has `len(source)`, `name(i)` (for error messages) and `load(i) -> (image, classes, instances)`: the image
 as (H, W) or (H, W, C) in its stored dtype, the int64 class-index mask (H, W) with IGNORE_INDEX for unlabelled
-pixels, and instance labels (H, W) for the weight map, or None when only the semantic mask is known.
+pixels, and instance labels (H, W) for the weight map, or None when only the semantic mask is known; and `sizes`,
+each image's (H, W).
 `folder_sources` scans a dataset folder (`scan_folder`), splits it into training and validation (`split_pairs`)
 and decides the classes (`class_table`); `unetlab data check` runs the same three steps, so that a folder it calls
 usable is one `build_datasets` accepts.
@@ -28,6 +29,7 @@ class SyntheticSource:
 
     def __init__(self, kind: str, seed: int, size: int, start: int, count: int):
         self.kind, self.seed, self.size, self.start, self.count = kind, seed, size, start, count
+        self.sizes = [(size, size)] * count
 
     def __len__(self) -> int:
         return self.count
@@ -50,9 +52,10 @@ class FolderSource:
     pair takes them (and lets them go), later loads read the files.
     """
 
-    def __init__(self, pairs: list[tuple[Path, Path]], info: DataInfo, arrays: dict | None = None, root=None):
+    def __init__(self, pairs, info: DataInfo, arrays: dict | None = None, root=None, sizes=None):
         self.pairs, self.info, self.arrays = pairs, info, arrays or {}
         self.root = Path(root) if root is not None else None  # the dataset folder the pairs are from
+        self.sizes = sizes  # (H, W) of each pair's image, from the scan
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -96,12 +99,13 @@ def folder_sources(cfg) -> tuple[FolderSource, FolderSource, DataInfo]:
     train, val = split_pairs(cfg, pairs)
     info, problems = class_table(cfg, scan)
     _refuse(cfg.source, problems)
-    arrays = {r.image: r.arrays for r in scan.records}
-    return (
-        FolderSource(train, info, {i: arrays[p[0]] for i, p in enumerate(train)} if cfg.cache else None, cfg.source),
-        FolderSource(val, info, {i: arrays[p[0]] for i, p in enumerate(val)} if cfg.cache else None, cfg.source),
-        info,
-    )
+    arrays, sizes = {r.image: r.arrays for r in scan.records}, {r.image: r.size for r in scan.records}
+
+    def source(pairs):
+        kept = {i: arrays[p[0]] for i, p in enumerate(pairs)} if cfg.cache else None
+        return FolderSource(pairs, info, kept, cfg.source, [sizes[p[0]] for p in pairs])
+
+    return source(train), source(val), info
 
 
 def _refuse(root, problems: list[str]) -> None:
@@ -147,6 +151,11 @@ def _split(cfg, pairs: list, val_pairs: list | None) -> tuple[list, list]:
             raise UnetlabError(
                 f"val_list {path} names images that are not in the dataset: "
                 f"{', '.join(sorted(wanted - stems)[:MAX_LISTED])}; fix the names or remove those lines"
+            )
+        if not stems - wanted:
+            raise UnetlabError(
+                f"val_list {path} names every image of the dataset ({plural(len(stems), 'image')}), so none is left to "
+                "train on; list only the validation images"
             )
         return [p for p in pairs if p[0].stem not in wanted], [p for p in pairs if p[0].stem in wanted]
     n_val = int(round(cfg.val_fraction * len(pairs)))

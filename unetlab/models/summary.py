@@ -97,7 +97,8 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str | N
             current[0].activation_bytes += storage.nbytes()
         return tensor
 
-    image = torch.empty(BATCH, *input_shape, device="meta")
+    dtype = next((p.dtype for p in meta.parameters()), torch.float32)
+    image = torch.empty(BATCH, *input_shape, device="meta", dtype=dtype)
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         output = meta(image)
     for stage in stages:  # per image
@@ -118,6 +119,13 @@ def summarize(model: nn.Module, input_shape: tuple[int, int, int], name: str | N
         pairs = ", ".join(f"{s} -> {model.output_size(s)}" for s in near)
         summary.notes.append(f"valid input sides near {h} (input -> output): {pairs}")
     return summary
+
+
+def training_step_bytes(model: nn.Module, input_shape: tuple[int, int, int], batch: int) -> int:
+    """The memory one training step of `batch` images of `input_shape` takes, about: the activations autograd keeps
+    (float32, as `summarize` counts them) and the weights with their gradients and two Adam moments."""
+    params = sum(p.numel() for p in model.parameters())
+    return batch * summarize(model, input_shape).activation_bytes + 16 * params
 
 
 def format_summary(summary: Summary) -> str:

@@ -25,20 +25,23 @@ from tqdm import tqdm
 
 from unetlab.data import build_datasets
 from unetlab.data.transforms import build_augmentation
+from unetlab.device import available_memory
 from unetlab.errors import UnetlabError
 from unetlab.evaluation.metrics import is_better, metric_of
 from unetlab.evaluation.validation import evaluate, metric_names
 from unetlab.models import create_model
 from unetlab.models.blocks import center_crop
+from unetlab.models.summary import training_step_bytes
 from unetlab.settings import SettingError, settings_under
 from unetlab.training.batches import epoch_loader, steps_per_epoch
 from unetlab.training.budget import TimeBudget, parse_duration
 from unetlab.training.checkpoint import load_training_checkpoint, save_checkpoint
 from unetlab.training.config import TrainConfig, model_kwargs_for_data, save_config
+from unetlab.training.lock import RunLock
 from unetlab.training.losses import DeepSupervisionLoss, build_loss
 from unetlab.training.optim import Plateau, build_optimizer, lr_schedule
 from unetlab.training.resume import check_resume
-from unetlab.training.run_log import RunLogger, format_record, new_run_dir, save_split
+from unetlab.training.run_log import RunLogger, format_record, new_run_dir, remove_orphans, save_split
 from unetlab.training.runtime import (
     StopSignal,
     any_rank,
@@ -96,14 +99,17 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
             became NaN/inf (the last good checkpoint stays).
     """
     run = _Session(cfg, resume)
-    with StopSignal() as stop:
-        while run.state.epoch < cfg.epochs and run.stopped == "finished" and stop.signum is None:
-            run.train_epoch(stop, on_step)
-            if run.stopped in ("finished", "time budget"):
-                run.end_epoch(stop)
-        if stop.signum is not None:
-            run.stopped = "interrupted"
-    return run.finish(stop.signum)
+    try:
+        with StopSignal() as stop:
+            while run.state.epoch < cfg.epochs and run.stopped == "finished" and stop.signum is None:
+                run.train_epoch(stop, on_step)
+                if run.stopped in ("finished", "time budget"):
+                    run.end_epoch(stop)
+            if stop.signum is not None:
+                run.stopped = "interrupted"
+        return run.finish(stop.signum)
+    finally:
+        run.release()
 
 
 class _Session:
@@ -115,6 +121,18 @@ class _Session:
         if ckpt:
             check_resume(cfg, ckpt.training["config"])  # the same rule from Python as from `--resume`
         self.run_dir = ckpt.path.parent.parent if ckpt else new_run_dir(cfg.out, self.runtime.is_main)
+        self.lock, made = None, not self.run_dir.exists()
+        if self.runtime.is_main:  # the run folder is made and locked first, so that no second run can start in it
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.lock = RunLock(self.run_dir).acquire()
+            remove_orphans(self.run_dir)
+        try:
+            self._build(cfg, ckpt)
+        except BaseException:
+            self.release(remove_if_empty=made)
+            raise
+
+    def _build(self, cfg: TrainConfig, ckpt) -> None:
         # Each process draws its own dropout masks (DDP copies rank 0's initial weights to the others).
         seed_everything(cfg.seed + 1_000_003 * self.runtime.rank, cfg.deterministic)
         data_cfg = cfg.data.seeded(cfg.seed)  # a data seed left to the run follows --seed
@@ -171,7 +189,7 @@ class _Session:
             self.net = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=ids)
         if cfg.compile:
             self.net = torch.compile(self.net)
-        self.logger = self._start_logging(resumed=ckpt is not None) if self.runtime.is_main else None
+        self.logger = self._start_logging(ckpt) if self.runtime.is_main else None
         self.stopped, self.record, self.session_steps = "finished", {}, 0
         self.session_start, self.elapsed_before = time.time(), self.state.elapsed
         self.images_seen, self.train_time = 0, 0.0
@@ -219,8 +237,26 @@ class _Session:
                     lambda n: f"{n('data.patch_size')} {cfg.data.patch_size} does not fit {cfg.model}: {reason}",
                     ["data.patch_size"],
                 ) from None
+        self._check_memory(model)
 
-    def _start_logging(self, resumed: bool) -> RunLogger:
+    def _check_memory(self, model) -> None:
+        """Refuse a patch size or batch that cannot fit the device, before anything is allocated for it."""
+        cfg, size = self.cfg, self.cfg.data.patch_size
+        available = available_memory(self.runtime.device)
+        needed = training_step_bytes(model, (model.in_channels, size, size), cfg.batch_size)
+        # The estimate (float32 activations, no allocator overhead) is refused only when it cannot fit twice over:
+        # a step that might fit is left to try.
+        if available is not None and needed > 2 * available:
+            raise SettingError(
+                lambda n: (
+                    f"{n('data.patch_size')} {size} with {n('batch_size')} {cfg.batch_size} needs about "
+                    f"{needed / 2**30:,.1f} GiB for one training step, and {self.runtime.device} has "
+                    f"{available / 2**30:,.1f} GiB free; lower them"
+                ),
+                ["data.patch_size", "batch_size"],
+            )
+
+    def _start_logging(self, ckpt) -> RunLogger:
         cfg, run_dir = self.cfg, self.run_dir
         try:
             (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)
@@ -239,9 +275,16 @@ class _Session:
         )
         if not self.validate:
             print("note: no validation set, so no best.pt and no chosen threshold (binary models use 0.5)", flush=True)
-        if resumed and self.state.epoch >= cfg.epochs:
+        side = max((max(size) for size in self.train_ds.source.sizes), default=0)
+        if cfg.data.patch_size > side:
+            print(
+                f"note: patches of {cfg.data.patch_size} px are larger than every training image (the largest side is "
+                f"{side} px): they are mirror-padded, which costs time; a patch size of {side} covers the images",
+                flush=True,
+            )
+        if ckpt and self.state.epoch >= cfg.epochs:
             print(f"note: the run has done {self.state.epoch} of its {cfg.epochs} epochs; raise epochs to go on")
-        return RunLogger(run_dir, cfg.tensorboard)
+        return RunLogger(run_dir, cfg.tensorboard, resumed_at=self.state.step if ckpt else None)
 
     def lr(self) -> float:
         factor = self.plateau.factor if self.cfg.schedule == "plateau" else 1.0
@@ -419,6 +462,14 @@ class _Session:
                 "rng": rng_state(),
             }
         save_checkpoint(self.run_dir / "checkpoints" / name, self.model, self.info, self.state.threshold, training)
+
+    def release(self, remove_if_empty: bool = False) -> None:
+        """Give the run folder's lock back; a folder this session made and left empty goes too."""
+        if self.lock is not None:
+            self.lock.release()
+            self.lock = None
+            if remove_if_empty and self.run_dir.is_dir() and not any(self.run_dir.iterdir()):
+                self.run_dir.rmdir()
 
     def finish(self, signum: int | None) -> TrainResult:
         if self.runtime.is_main:

@@ -10,6 +10,7 @@
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -17,10 +18,12 @@ import numpy as np
 import torch
 
 from unetlab.data.io import write_image
+from unetlab.errors import UnetlabError
 from unetlab.inference.outputs import PALETTE, display_rgb
 from unetlab.settings import SettingError
+from unetlab.training.lock import LOCK_NAME, in_use, live_owner
 
-RUN_ENTRIES = {"config.yaml", "split.json", "checkpoints", "metrics.jsonl", "tensorboard", "samples"}  # a run's files
+RUN_ENTRIES = {"config.yaml", "split.json", "checkpoints", "metrics.jsonl", "tensorboard", "samples", LOCK_NAME}
 IGNORE_COLOUR = np.array([128, 128, 128], dtype=np.uint8)  # unlabelled pixels in the truth column
 
 
@@ -35,7 +38,10 @@ def new_run_dir(out: str | None, main: bool = True) -> Path:
         return run_dir
     if run_dir.exists() and not run_dir.is_dir():
         raise SettingError(lambda n: f"{n('out')} {run_dir} is a file; give a folder for the run", ["out"])
-    if run_dir.is_dir() and any(run_dir.iterdir()):
+    owner = live_owner(run_dir) if run_dir.is_dir() else None
+    if owner is not None:
+        raise UnetlabError(in_use(run_dir, owner))
+    if run_dir.is_dir() and any(p.name != LOCK_NAME for p in run_dir.iterdir()):  # a dead run's lock: stale
         if (run_dir / "checkpoints" / "last.pt").is_file():
             hint = f"continue that run with `unetlab train --resume {run_dir}`, or choose a new folder"
         elif _looks_unsaved(run_dir):
@@ -86,6 +92,13 @@ def _relative(path: Path, root: Path) -> str:
         return str(Path(path).resolve())  # outside the dataset folder (absolute image folders): kept absolute
 
 
+def remove_orphans(run_dir: Path) -> None:
+    """Remove the temporary files of checkpoint writers that died (kill -9 while writing): the caller holds the run's
+    lock, so no writer of this run is alive."""
+    for tmp in (Path(run_dir) / "checkpoints").glob(".*.tmp"):
+        tmp.unlink(missing_ok=True)
+
+
 def _looks_unsaved(run_dir: Path) -> bool:
     """True for a folder holding only what a run writes before its first checkpoint (it is never cleared for the
     user: it might be a run still in its first epoch, or hold the user's own files under those names)."""
@@ -125,16 +138,32 @@ def format_record(record: dict) -> str:
 class RunLogger:
     """Writes the run folder's logs; only the main process (rank 0) should create one."""
 
-    def __init__(self, run_dir: Path, tensorboard: bool):
+    def __init__(self, run_dir: Path, tensorboard: bool, resumed_at: int | None = None):
+        """`resumed_at`: the step of the checkpoint a resumed run continues from; records logged after it (by a
+        session that died before its next checkpoint) are dropped, so that each evaluation has exactly one record."""
         self.run_dir = Path(run_dir)
         self.writer = None
+        if resumed_at is not None:
+            self._drop_records_after(resumed_at)
         if tensorboard:
             try:
                 from torch.utils.tensorboard import SummaryWriter
             except ImportError:  # tensorboard is an optional extra
                 SummaryWriter = None
             if SummaryWriter is not None:
-                self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"))
+                purge = None if resumed_at is None else resumed_at + 1  # TensorBoard drops its own later events
+                self.writer = SummaryWriter(log_dir=str(self.run_dir / "tensorboard"), purge_step=purge)
+
+    def _drop_records_after(self, step: int) -> None:
+        path = self.run_dir / "metrics.jsonl"
+        if not path.is_file():
+            return
+        lines = path.read_text().splitlines()
+        kept = [line for line in lines if json.loads(line).get("step", 0) <= step]
+        if len(kept) < len(lines):
+            tmp = path.with_name(f".{path.name}.tmp")
+            tmp.write_text("".join(line + "\n" for line in kept))
+            os.replace(tmp, path)
 
     def log(self, record: dict) -> None:
         strict = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in record.items()}

@@ -16,8 +16,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from unetlab.device import available_memory
+from unetlab.errors import UnetlabError
 from unetlab.logits import is_binary
 from unetlab.models import create_model
+from unetlab.models.summary import training_step_bytes
 from unetlab.twin import NumpyUNet
 from unetlab.twin.losses import loss_and_grad
 
@@ -104,6 +107,14 @@ def check_twin(model: torch.nn.Module, image: np.ndarray, mask: np.ndarray, seed
     Returns:
         {"loss": (torch, twin), "rows": [ErrorRow, ...]}.
     """
+    needed = 2 * training_step_bytes(model, image.shape[1:], image.shape[0])  # in the model's dtype: torch, twin
+    available = available_memory(torch.device("cpu"))
+    if available is not None and needed > available:
+        raise UnetlabError(
+            f"checking a batch of {'x'.join(map(str, image.shape))} needs about {needed / 2**30:,.1f} GiB (PyTorch and "
+            f"the twin in float64), and this machine has {available / 2**30:,.1f} GiB free; use a smaller input or "
+            "batch"
+        )
     twin = NumpyUNet.from_torch(model)  # before the forward: batch norm will update both copies of the buffers
     outputs, grads = {}, {}
 
