@@ -265,3 +265,33 @@ def test_the_run_folder_records_its_split(tmp_path):
     train(tiny_config(tmp_path, epochs=1, out=str(tmp_path / "synthetic")))
     assert recorded_split(tmp_path / "synthetic") == {"source": "synthetic-cells", "train": list(range(8)),
                                                       "val": [8, 9]}  # fmt: skip
+
+
+def test_sigterm_during_validation_stops_within_a_window_batch_and_the_resume_evaluates_first(tmp_path, monkeypatch):
+    import unetlab.evaluation.validation as validation
+
+    windows = []
+    real = validation.predict_tiled
+
+    def stopping(model, image, **options):
+        stop = options["should_stop"]
+        windows.append(stop())
+        if len(windows) == 1:
+            os.kill(os.getpid(), signal.SIGTERM)  # the first validation image of epoch 1
+        return real(model, image, **options)
+
+    cfg = tiny_config(tmp_path, deterministic=True)
+    monkeypatch.setattr(validation, "predict_tiled", stopping)
+    result = train(cfg)
+    assert result.stopped == "interrupted" and windows == [False]  # the predictor stopped before its first batch
+    saved = load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt").training["state"]
+    assert saved["epoch"] == 1 and saved["eval_pending"] and not (tmp_path / "run" / "metrics.jsonl").exists()
+    monkeypatch.setattr(validation, "predict_tiled", real)
+    train(cfg, resume=tmp_path / "run")
+    assert [r["epoch"] for r in records(tmp_path / "run")] == [1, 2]
+    train(replace(cfg, out=str(tmp_path / "straight")))
+    straight = records(tmp_path / "straight")
+    for key in ("val/dice", "val/loss", "train/loss"):
+        assert [r[key] for r in records(tmp_path / "run")] == [r[key] for r in straight], key
+    for key, value in weights(tmp_path / "straight").items():
+        assert torch.equal(weights(tmp_path / "run")[key], value), key

@@ -17,6 +17,10 @@ class UnknownNameError(UnetlabError, KeyError):
     __str__ = Exception.__str__
 
 
+class StopRequested(Exception):
+    """A stop was asked for (Ctrl-C, SIGTERM) during a long computation, which ends early: not an error."""
+
+
 def plural(count: int, noun: str, nouns: str | None = None) -> str:
     """ "1 pair", "2 pairs": a count with its noun in the right number (`nouns` for irregular plurals)."""
     return f"{count} {noun if count == 1 else nouns or noun + 's'}"

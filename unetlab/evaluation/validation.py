@@ -24,7 +24,9 @@ THRESHOLD_BINS = 200
 
 
 @torch.no_grad()
-def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: int = 0, workers: int = 0):
+def evaluate(
+    model, dataset, loss_fn, runtime, class_names=None, num_samples: int = 0, workers: int = 0, should_stop=None
+):
     """Evaluate `model` on every item of `dataset` (whole images).
 
     Returns:
@@ -45,7 +47,9 @@ def evaluate(model, dataset, loss_fn, runtime, class_names=None, num_samples: in
                         generator=generator)  # fmt: skip
     for item in loader:
         mask = item["mask"].to(runtime.device, non_blocking=True)  # (1, H, W)
-        logits = predict_tiled(model, item["image"][0], device=runtime.device, amp=runtime.amp_dtype)
+        logits = predict_tiled(
+            model, item["image"][0], device=runtime.device, amp=runtime.amp_dtype, should_stop=should_stop
+        )
         logits = logits[None].to(runtime.device)  # (1, K, H, W)
         loss_sum += loss_fn(logits, mask)
         if binary:

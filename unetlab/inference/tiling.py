@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 from tqdm import tqdm
 
-from unetlab.errors import UnetlabError
+from unetlab.errors import StopRequested, UnetlabError
 from unetlab.inference.options import PredictOptions
 from unetlab.models.blocks import SegmentationModel
 from unetlab.settings import invalid
@@ -177,6 +177,7 @@ def predict_tiled(
     device: str | torch.device | None = None,
     amp: torch.dtype | None = None,
     progress: bool = False,
+    should_stop=None,
 ) -> torch.Tensor:
     """The logits of `model` (in eval mode) for one image of any size, computed window by window.
 
@@ -195,6 +196,8 @@ def predict_tiled(
             precision. `unetlab.device.resolve_amp` turns "auto" | "none" | "bf16" | "fp16" into it. The stitched
             logits are float32 either way.
         progress: show a progress bar over the windows.
+        should_stop: asked before each batch of windows; when it answers True, `StopRequested` is raised (a training
+            stopped by SIGTERM during validation ends within a batch, not after the whole image).
 
     Returns:
         Logits (K, H, W), float32, on the CPU.
@@ -216,6 +219,8 @@ def predict_tiled(
     logits = None
     with torch.no_grad(), tqdm(total=len(grid), unit="tile", disable=not progress, leave=False) as bar:
         for first in range(0, len(grid), batch_size):
+            if should_stop is not None and should_stop():
+                raise StopRequested("stopped while predicting")
             chunk = grid[first : first + batch_size]
             batch = torch.stack([_window(image, rows.windows[i], cols.windows[j]) for i, j in chunk])  # (B, C, h, w)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):

@@ -26,7 +26,7 @@ from tqdm import tqdm
 from unetlab.data import build_datasets
 from unetlab.data.transforms import build_augmentation
 from unetlab.device import available_memory
-from unetlab.errors import UnetlabError
+from unetlab.errors import StopRequested, UnetlabError
 from unetlab.evaluation.metrics import is_better, metric_of
 from unetlab.evaluation.validation import evaluate, metric_names
 from unetlab.models import create_model
@@ -70,6 +70,7 @@ class TrainState:
     loss_sum: float = 0.0  # training losses since the last evaluation (summed; kept so a resume logs the same mean)
     loss_count: int = 0
     val_seconds: float = 0.0  # spent validating, all sessions
+    eval_pending: bool = False  # a stop came during the evaluation that closes `epoch`: a resume runs it first
     last_val_cost: float | None = None  # seconds the last evaluation took
 
 
@@ -101,6 +102,8 @@ def train(cfg: TrainConfig, resume: str | Path | None = None, on_step=None) -> T
     run = _Session(cfg, resume)
     try:
         with StopSignal() as stop:
+            if run.state.eval_pending:  # the evaluation a stop interrupted, before any new step
+                run.close_epoch(stop, due=True)
             while run.state.epoch < cfg.epochs and run.stopped == "finished" and stop.signum is None:
                 run.train_epoch(stop, on_step)
                 if run.stopped in ("finished", "time budget"):
@@ -397,10 +400,21 @@ class _Session:
             due = self.budget.should_validate(self.elapsed(), state.val_seconds, state.last_val_cost, final)
         else:
             due = state.epoch % cfg.eval_every == 0 or final
+        self.close_epoch(stop, due)
+
+    def close_epoch(self, stop: StopSignal, due: bool) -> None:
+        """The evaluation of the epoch just ended (when due), its record and last.pt; a stop during the evaluation
+        saves last.pt with the evaluation pending."""
+        cfg, state = self.cfg, self.state
+        state.eval_pending = False
         if due:
             self.record = {"epoch": state.epoch, "step": state.step}
             if self.validate:
-                self._evaluate()
+                try:
+                    self._evaluate(stop)
+                except StopRequested:  # `finish` saves last.pt, which keeps the evaluation pending
+                    state.eval_pending, self.stopped = True, "interrupted"
+                    return
             if self.loss_count:
                 self.record["train/loss"] = (self.loss_sum / self.loss_count).item()
             self.record |= {
@@ -419,33 +433,55 @@ class _Session:
         if self.runtime.is_main:
             self.save("last.pt")
 
-    def _evaluate(self) -> None:
-        """Validate (rank 0), update best / early-stopping / plateau state, write best.pt and the sample grid."""
-        cfg, state, runtime = self.cfg, self.state, self.runtime
+    def _evaluate(self, stop: StopSignal) -> None:
+        """Validate (rank 0), update best / early-stopping / plateau state, write best.pt and the sample grid.
+
+        Raises:
+            StopRequested: on every rank, when a stop came during rank 0's evaluation (between images or windows).
+        """
+        state, runtime = self.state, self.runtime
+        interrupted = False
         if runtime.is_main:
-            tic = time.time()
-            metrics, threshold, samples = evaluate(
-                self.model, self.eval_ds, self.loss_fn, runtime, self.info.class_names, cfg.samples, cfg.workers
-            )
-            state.last_val_cost = time.time() - tic
-            state.val_seconds += state.last_val_cost
-            self.record |= {f"val/{k}": v for k, v in metrics.items()} | {"val_s": state.last_val_cost}
-            state.threshold = threshold
-            value = metrics[cfg.best_metric]  # NaN when no image has the class, nor a prediction of it
-            if cfg.schedule == "plateau" and not math.isnan(value):
-                self.plateau.update(value)
-            if is_better(cfg.best_metric, value, state.best):
-                state.best, state.best_epoch, state.bad_evals = value, state.epoch, 0
-                self.save("best.pt", with_optimizer=False)
-            else:
-                state.bad_evals += 1
-            self.logger.samples(samples, state.epoch, state.step)
+            try:
+                self._validate_main(stop)
+            except StopRequested:
+                interrupted = True
         if runtime.distributed:  # every process follows rank 0's early-stopping and plateau decisions
             shared = [state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold,
-                      state.val_seconds, state.last_val_cost]  # fmt: skip
+                      state.val_seconds, state.last_val_cost, interrupted]  # fmt: skip
             torch.distributed.broadcast_object_list(shared, src=0)
             (state.bad_evals, state.best, state.best_epoch, self.plateau.factor, state.threshold,
-             state.val_seconds, state.last_val_cost) = shared  # fmt: skip
+             state.val_seconds, state.last_val_cost, interrupted) = shared  # fmt: skip
+        if interrupted:
+            raise StopRequested("stopped during validation")
+
+    def _validate_main(self, stop: StopSignal) -> None:
+        """Rank 0's evaluation: metrics, threshold, best checkpoint, plateau, samples."""
+        cfg, state, runtime = self.cfg, self.state, self.runtime
+        tic = time.time()
+        metrics, threshold, samples = evaluate(
+            self.model,
+            self.eval_ds,
+            self.loss_fn,
+            runtime,
+            self.info.class_names,
+            cfg.samples,
+            cfg.workers,
+            should_stop=lambda: stop.signum is not None,
+        )
+        state.last_val_cost = time.time() - tic
+        state.val_seconds += state.last_val_cost
+        self.record |= {f"val/{k}": v for k, v in metrics.items()} | {"val_s": state.last_val_cost}
+        state.threshold = threshold
+        value = metrics[cfg.best_metric]  # NaN when no image has the class, nor a prediction of it
+        if cfg.schedule == "plateau" and not math.isnan(value):
+            self.plateau.update(value)
+        if is_better(cfg.best_metric, value, state.best):
+            state.best, state.best_epoch, state.bad_evals = value, state.epoch, 0
+            self.save("best.pt", with_optimizer=False)
+        else:
+            state.bad_evals += 1
+        self.logger.samples(samples, state.epoch, state.step)
 
     def elapsed(self) -> float:
         return self.elapsed_before + time.time() - self.session_start
