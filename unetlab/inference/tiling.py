@@ -12,7 +12,9 @@ Ronneberger, Fischer & Brox 2015, Sec. 2 and Fig. 2 (the overlap-tile strategy);
 - Padded models (`padding == "same"`) see zero padding at every window edge, so windows overlap by `overlap` px and
   their logits are averaged with a Gaussian (sigma = window / 8, as nnU-Net) or constant weight, never zero. The
   weight is separable and the windows form a grid, so the sum of weights is the outer product of two 1-D sums:
-  each window is normalised as it is stitched and no image of summed weights is kept.
+  each window is normalised as it is stitched and no image of summed weights is kept. An image side shorter than
+  the model can take (`smallest_window`: instance and group norms need more than one value per channel in the
+  deepest maps) is mirrored on both sides up to that size, and the output cropped back: any image size predicts.
 - Memory: `batch_size` windows at a time go to the device; logits are stitched into one preallocated (K, H, W)
   float32 tensor on the CPU. The whole image never goes to the device.
 - `TestTimeAugmentation` wraps a model: the 8 flips and 90-degree rotations of each window, logits averaged.
@@ -21,6 +23,7 @@ Ronneberger, Fischer & Brox 2015, Sec. 2 and Fig. 2 (the overlap-tile strategy);
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 from tqdm import tqdm
 
 from unetlab.errors import UnetlabError
@@ -80,6 +83,24 @@ def pooling_stride(model: SegmentationModel) -> int:
     return model.valid_input_size(smallest + 1) - smallest
 
 
+def smallest_window(model: nn.Module) -> int:
+    """The smallest window side (px) a padded model predicts in eval mode: `model.reduction + 1` when one of its
+    normalisation layers needs more than one value per channel, else 1.
+
+    Instance norm (without running statistics) normalises each channel of each image over its pixels, and group
+    norm of one channel per group does the same: torch refuses a single value (a 1 x 1 map), which the deepest map
+    is for windows of `model.reduction` px or fewer. A window of `reduction + 1` px gives the deepest map 2 x 2
+    (pooling rounds up) and every shallower map more. Batch norm in eval mode uses its running statistics and takes
+    any size. A valid-convolution model's windows are never that small (its deepest map is at least 3 x 3).
+    """
+    for module in model.modules():
+        single = isinstance(module, nn.GroupNorm) and module.num_channels == module.num_groups
+        instance = isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats
+        if single or instance:
+            return model.reduction + 1
+    return 1
+
+
 def resolve_tiling(model: SegmentationModel, tile, overlap, blend: str, batch_size: int) -> tuple[int, int]:
     """The `(tile, overlap)` in effect: defaults filled in, every option checked, a valid model's tile rounded up.
 
@@ -98,6 +119,12 @@ def resolve_tiling(model: SegmentationModel, tile, overlap, blend: str, batch_si
         raise UnetlabError(
             f"tile={tile} is smaller than this model takes: it downsamples by {model.reduction}, so a window under "
             f"{model.reduction} px leaves its deepest maps without context; use a tile of at least {model.reduction} px"
+        )
+    if not valid and tile < smallest_window(model):
+        raise UnetlabError(
+            f"tile={tile} is smaller than this model takes: its instance or group norm needs more than one value per "
+            f"channel in its deepest maps, which windows of {tile} px reduce to 1 x 1; use a tile of at least "
+            f"{smallest_window(model)} px"
         )
     overlap = (0 if valid else tile // 4) if overlap is None else overlap
     check_choice("blend", blend, BLENDS)
@@ -126,6 +153,7 @@ class _Axis:
     starts: list[int]  # per window, the first output index it writes
     size: int  # output px of each window (the last ones are cropped where they pass the image)
     weights: list[torch.Tensor] | None  # per window, 1-D weight / sum of weights; None where outputs just meet
+    offset: int = 0  # output px of each window before the first one it writes (mirrored margin of a short axis)
 
 
 def _valid_axis(model: SegmentationModel, length: int, tile: int, overlap: int) -> _Axis:
@@ -148,7 +176,10 @@ def _valid_axis(model: SegmentationModel, length: int, tile: int, overlap: int) 
     return _Axis([mirror_indices(s - border, tile, length) for s in starts], starts, out_tile, None)
 
 
-def _padded_axis(length: int, tile: int, overlap: int, blend: str) -> _Axis:
+def _padded_axis(length: int, tile: int, overlap: int, blend: str, smallest: int) -> _Axis:
+    if length < smallest:  # too short for the model: one window mirrored on both sides, its output cropped back
+        before = (smallest - length) // 2
+        return _Axis([mirror_indices(-before, smallest, length)], [0], length, [torch.ones(length)], before)
     tile = min(tile, length)
     starts = tile_starts(length, tile, tile - overlap if length > tile else tile)
     weight = blend_weights(tile, blend)  # (tile,)
@@ -208,7 +239,9 @@ def predict_tiled(
     if model.padding == "valid":
         rows, cols = _valid_axis(model, height, tile, overlap), _valid_axis(model, width, tile, overlap)
     else:
-        rows, cols = _padded_axis(height, tile, overlap, blend), _padded_axis(width, tile, overlap, blend)
+        smallest = smallest_window(model)
+        rows = _padded_axis(height, tile, overlap, blend, smallest)
+        cols = _padded_axis(width, tile, overlap, blend, smallest)
     grid = [(i, j) for i in range(len(rows.starts)) for j in range(len(cols.starts))]
     device = next(model.parameters()).device if device is None else torch.device(device)
     logits = None
@@ -218,7 +251,8 @@ def predict_tiled(
             batch = torch.stack([_window(image, rows.windows[i], cols.windows[j]) for i, j in chunk])  # (B, C, h, w)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = model(batch.to(device))  # (B, K, h', w')
-            out = out[..., : rows.size, : cols.size].float().cpu()  # (B, K, size_h, size_w)
+            out = out[..., rows.offset : rows.offset + rows.size, cols.offset : cols.offset + cols.size]
+            out = out.float().cpu()  # (B, K, size_h, size_w)
             if logits is None:
                 logits = torch.zeros(out.shape[1], height, width)  # (K, H, W): the only image-sized tensor
             for (i, j), window in zip(chunk, out):
