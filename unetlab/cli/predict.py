@@ -1,8 +1,9 @@
 """`unetlab predict CHECKPOINT INPUTS... --out DIR`: segment images of any size with a trained model.
 
 Each image is read, predicted by overlap-tile (`unetlab.inference.predictor.Predictor`) and written at once, so an image
-that fails (unreadable, wrong channels) is reported and skipped without losing the outputs already written; the
-command then exits with status 2.
+that fails (unreadable or damaged, wrong channels) is reported and skipped without losing the outputs already
+written; the command then exits with status 2. Files already in --out are replaced only with --overwrite: without
+it, the command refuses before predicting, naming the first files it would replace.
 """
 
 import sys
@@ -13,6 +14,7 @@ from unetlab.data.io import read_image
 from unetlab.device import AMP_DTYPES
 from unetlab.errors import UnetlabError, plural
 from unetlab.inference.outputs import (
+    check_outputs,
     collect_inputs,
     make_output_folder,
     output_names,
@@ -39,6 +41,9 @@ def add_parser(subparsers) -> None:
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--probs", action="store_true", help="also write float32 probabilities to OUT/probs/")
     outputs.add_argument("--overlay", action="store_true", help="also write the mask over the image to OUT/overlays/")
+    outputs.add_argument(
+        "--overwrite", action="store_true", help="replace files already in --out (default: refuse before predicting)"
+    )
     parser.set_defaults(func=run)
 
 
@@ -104,6 +109,7 @@ def run(args) -> int:
     mask_dtype = predictor.mask_values.dtype
     outputs = [output_paths(out, name, mask_dtype, args.probs, args.overlay) for name in names]
     refuse_overwriting_inputs(paths, [p for files in outputs for p in files], out)
+    check_outputs([p for files in outputs for p in files], out, args.overwrite)
     model = predictor.model
     parameters = sum(p.numel() for p in model.parameters())
     amp = f", {str(predictor.amp).removeprefix('torch.')} autocast" if predictor.amp is not None else ""
@@ -119,7 +125,8 @@ def run(args) -> int:
             image = read_image(path)
             prediction = predictor(image, source=str(path), progress=bars)
             overlay_of = image if args.overlay else None
-            write_prediction(out, name, prediction, args.probs, overlay_of, palette=predictor.data.palette)
+            palette = predictor.data.palette
+            write_prediction(out, name, prediction, args.probs, overlay_of, palette, overwrite=args.overwrite)
         except UnetlabError as exc:
             failed.append(path)
             tqdm.write(f"unetlab predict: error: {exc}", file=sys.stderr)
