@@ -5,7 +5,8 @@ import pytest
 from folder_data import box_mask, write_pairs
 
 from unetlab import UnetlabError
-from unetlab.data.folders import scan_pairs
+from unetlab.data import DataConfig, build_datasets
+from unetlab.data.folders import canonical, scan_pairs
 from unetlab.data.info import IGNORE_INDEX, DataInfo, match_channels, unit_range
 from unetlab.data.io import write_image
 
@@ -146,3 +147,30 @@ def test_a_float_mask_in_a_dataset_is_a_problem_naming_the_file(tmp_path):
     scan = scan_pairs(pairs)
     assert [r.mask.name for r in scan.records] == ["0.png"]
     assert len(scan.problems) == 1 and scan.problems[0].startswith(f"{root / 'masks' / '1.tif'} has values that")
+
+
+@pytest.mark.parametrize("value", [255.7, -0.5, float("inf"), "x", [1, 2], True])
+def test_a_class_value_that_is_not_a_whole_number_is_refused_never_truncated(tmp_path, value):
+    root = write_pairs(tmp_path, {"0": box_mask(8, 8, (1, 1, 5, 5)), "1": box_mask(8, 8, (2, 2, 6, 6))})
+    with pytest.raises(UnetlabError, match=r"class_values/ignore_values entry .* is not a (mask value|colour)"):
+        canonical(value, colour=False)
+    with pytest.raises(UnetlabError, match="class_values"):  # 255.7 trained as class 255 before
+        build_datasets(DataConfig(source=str(root), class_values=[0, value]))
+    assert canonical(255.0, colour=True) == (255, 255, 255) and canonical([0, 0, 255], colour=True) == (0, 0, 255)
+
+
+@pytest.mark.parametrize("damaged", ["image", "mask"])
+def test_a_tiny_tiff_in_a_dataset_is_a_problem_naming_it(tmp_path, damaged):
+    root = write_pairs(tmp_path, {"0": box_mask(8, 8, (1, 1, 5, 5)), "1": box_mask(8, 8, (2, 2, 6, 6))})
+    folder = root / ("images" if damaged == "image" else "masks")
+    (folder / "1.png").unlink()
+    (folder / "1.tif").write_bytes(b"II*\0\x08\0\0\0")  # an IndexError in `data check` and `train` before
+    pairs = [(root / "images" / "0.png", root / "masks" / "0.png")]
+    pairs.append(
+        (folder / "1.tif", root / "masks" / "1.png")
+        if damaged == "image"
+        else (root / "images" / "1.png", folder / "1.tif")
+    )
+    scan = scan_pairs(pairs)
+    assert len(scan.records) == 1 and len(scan.problems) == 1
+    assert scan.problems[0].startswith(f"{folder / '1.tif'} could not be read as an image")
