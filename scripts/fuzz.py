@@ -15,8 +15,9 @@ once, with the first case that raised it.
   files), written to disk, and read by `read_image`, `read_mask` and `read_palette` (three calls per case).
 - Predictions: every registered model in a tiny configuration (base channels 2-4, depth 1-3, norm batch, group,
   instance or none, random padding and upsampling where the model has them), an image of random size (1 x 1 px
-  up), channels and dtype, and random tile, overlap, blend, batch size and test-time augmentation, through
-  `Predictor`. A prediction that returns must have the image's size and finite probabilities.
+  up), channels and dtype (8- and 16-bit, signed, bool, float with the odd NaN), and random tile, overlap, blend,
+  batch size and test-time augmentation, through `Predictor`. A prediction that returns must have the image's size
+  and finite probabilities.
 
 Each case draws from its own generator, seeded by (seed, case), so a case can be rerun alone. The process's
 address space is limited (--memory-gib) so that a decompression bomb fails here instead of exhausting a shared
@@ -226,9 +227,12 @@ def prediction_case(seed: int, case: int, models: dict) -> list[tuple[str, BaseE
     side = lambda: int(rng.choice([1, 2, 3, int(rng.integers(1, 17)), int(rng.integers(1, 97))]))  # noqa: E731
     h, w = side(), side()
     channels = int(rng.choice([0, 1, 2, 3, 4, kwargs["in_channels"]]))
-    dtype = rng.choice(["uint8", "uint16", "float32"])
+    dtype = str(rng.choice(["uint8", "uint16", "float32", "float64", "int16", "int32", "bool"]))
     shape = (h, w) if channels == 0 else (h, w, channels)
-    image = (rng.random(shape) * (255 if dtype == "uint8" else 65535 if dtype == "uint16" else 1)).astype(dtype)
+    scale = {"uint8": 255, "uint16": 65535, "int16": 40000, "int32": 70000}.get(dtype, 1)
+    image = ((rng.random(shape) - (0.2 if dtype.startswith("int") else 0)) * scale).astype(dtype)
+    if dtype.startswith("float") and rng.random() < 0.1:
+        image.flat[int(rng.integers(image.size))] = rng.choice([np.nan, np.inf, -np.inf])
     options = {
         "tile": None if rng.random() < 0.3 else int(rng.choice([int(rng.integers(1, 9)), int(rng.integers(1, 129))])),
         "batch_size": int(rng.integers(1, 6)),

@@ -2,8 +2,10 @@
 one-line errors, and outputs kept when one file fails."""
 
 import argparse
+import errno
 import os
 import re
+import resource
 import stat
 from pathlib import Path
 
@@ -336,3 +338,18 @@ def test_write_prediction_never_replaces_a_file_when_told_not_to(tmp_path):
     assert write_prediction(tmp_path, "a", prediction, overwrite=True)[0] == tmp_path / "a.png"
     assert read_mask(tmp_path / "a.png").shape == (5, 6)
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "a.tif", "probs"], "no temporary files"
+
+
+def test_a_write_the_kernel_refuses_is_an_os_error_with_its_reason(tmp_path):
+    """tifffile writes through numpy's `tofile`, which reports a short write without its errno: a file-size limit
+    (EFBIG here, ENOSPC on a full disk) must still come back as that errno, naming the file, with nothing left over."""
+    prediction = Predictor(create_model("unet", base_channels=4, depth=2, in_channels=1))(np.zeros((64, 64), np.uint8))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # the mask fits, the probabilities (32 KB) do not
+    try:
+        with pytest.raises(OSError) as caught:
+            write_prediction(tmp_path, "a", prediction, probs=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG and caught.value.filename == str(tmp_path / "probs" / "a.tif")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "probs"], "no partial or temporary file"

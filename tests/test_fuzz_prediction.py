@@ -1,8 +1,8 @@
 """Property-based tests of the prediction path: every registered model in a tiny configuration (base channels 2-4,
-depth 1-3, every normalisation, padding and upsampling), images of any size from 1 x 1 px, any channels and dtype,
-and any tile, overlap, blend and batch size either predict an image-sized result or raise a `UnetlabError`; never
-any other exception. A prediction also does not depend on how many windows go through the network at once.
-`scripts/fuzz.py` runs thousands of such cases; this runs a few dozen.
+depth 1-3, every normalisation, padding and upsampling), images of any size from 1 x 1 px, any channels and dtype
+(NaN included), and any tile, overlap, blend and batch size either predict an image-sized result or raise a
+`UnetlabError`; never any other exception. A prediction also does not depend on how many windows go through the
+network at once. `scripts/fuzz.py` runs thousands of such cases; this runs a few dozen.
 """
 
 import numpy as np
@@ -48,10 +48,13 @@ SIDE = st.one_of(st.integers(1, 4), st.integers(1, 40))
 def images(draw, in_channels: int):
     h, w = draw(SIDE), draw(SIDE)
     channels = draw(st.sampled_from([0, 1, 2, 3, 4, in_channels]))  # 0: an (H, W) image
-    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32]))
+    dtype = draw(st.sampled_from([np.uint8, np.uint16, np.float32, np.float64, np.int16, np.int32, np.bool_]))
     shape = (h, w) if channels == 0 else (h, w, channels)
-    top = {np.uint8: 255, np.uint16: 65535, np.float32: 1}[dtype]
-    return (np.random.default_rng(draw(st.integers(0, 2**16))).random(shape) * top).astype(dtype)
+    top = {np.uint8: 255, np.uint16: 65535, np.int16: 40000, np.int32: 70000}.get(dtype, 1)  # some past 16 bits
+    image = (np.random.default_rng(draw(st.integers(0, 2**16))).random(shape) * top).astype(dtype)
+    if draw(st.booleans()) and np.issubdtype(dtype, np.floating):
+        image.flat[0] = draw(st.sampled_from([np.nan, np.inf]))  # refused, naming the image
+    return image
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

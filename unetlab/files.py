@@ -7,6 +7,8 @@
   the temporary file. A symlink planted at the destination is replaced by the new file, never written through.
   With `overwrite=False` an existing destination is never replaced, even one that appears while the file is
   written (a hard link, which fails when the name exists, publishes the file).
+- A write that fails without saying why (numpy's `tofile`, which tifffile uses, reports only a short count) is
+  asked the reason by writing one more byte, so that a full disk is an `OSError` with ENOSPC.
 - `save_reporting_os_errors` runs a serialiser that writes to a Python file object (`torch.save`): torch wraps the
   `OSError` of a failed write in a `RuntimeError`; this gives the `OSError` back, which the CLI prints as one line.
 """
@@ -90,7 +92,12 @@ def atomic_write(path: str | Path, overwrite: bool = True, option: str = "--out"
         umask = os.umask(0)
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp makes it private)
-        yield tmp
+        try:
+            yield tmp
+        except OSError as exc:
+            if exc.errno is None:  # numpy's tofile (tifffile) reports a short write without its reason
+                raise _refusal(tmp, path) or exc from None
+            raise
         with open(tmp, "rb") as f:  # the writer may have closed its own handle: sync through a new one
             os.fsync(f.fileno())
         check_destination(path, option, fix)  # again: something may have appeared while the file was written
@@ -100,6 +107,21 @@ def atomic_write(path: str | Path, overwrite: bool = True, option: str = "--out"
             _publish_without_replacing(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _refusal(tmp: Path, path: Path) -> OSError | None:
+    """Why the machine refuses writes to `tmp` (a full disk, a quota, a failing drive), found by writing one more
+    byte, as an `OSError` naming `path`; None when that byte is written."""
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_APPEND)
+        try:
+            os.write(fd, b"\0")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        return OSError(exc.errno, exc.strerror, str(path))
+    return None
 
 
 def _publish_without_replacing(tmp: Path, path: Path) -> None:

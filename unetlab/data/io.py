@@ -9,6 +9,13 @@ uint16, float32, ...), with four exceptions that keep the pixel values what the 
 - an EXIF orientation (a camera's rotation, in JPEGs) is applied, so arrays are upright as image viewers show them.
 Palette PNGs read as colours with `read_image` and as palette indices with `read_mask`, since a palette mask's
 indices are its class values.
+
+Damaged and hostile files: every reader raises a `UnetlabError` naming the file, whatever the decoder raised
+(`CORRUPT_FILE_ERRORS`; `scripts/fuzz.py` feeds them thousands of damaged files). One decompression-bomb policy
+holds for all of them: the bytes an image takes once decoded are computed from its header, before any pixel is
+decoded, and refused past `max_image_bytes()` (2 GiB unless `set_max_image_bytes` says otherwise; Pillow's own pixel
+limit is lifted); a PNG, JPEG or BMP too small to hold the pixels its header promises, and a TIFF that lists fewer
+strips or tiles than its size needs, are refused as damaged without decoding them either.
 """
 
 import lzma
@@ -32,9 +39,9 @@ EXIF_ORIENTATION = 0x0112  # the EXIF tag of a camera's rotation
 PILLOW_FORMATS = ("PNG", "JPEG", "BMP", "TIFF")
 # The decompression-bomb limit: the most bytes an image may take once decoded (H x W x channels x bytes per
 # sample), checked from the file's header before any pixel is decoded. 2 GiB reads a 14000 x 14000 palette mask
-# (0.2 GB), a 14000 x 14000 16-bit RGB image (1.2 GB) or a 40000 x 40000 8-bit scan (1.6 GB), and refuses the
-# small PNGs that ask for 2.9 and 6.4 GB: an image is turned into float32 and masks into class indices after
-# reading, so its decoded size comes to memory several times over.
+# (0.2 GB), a 14000 x 14000 16-bit RGB image (1.2 GB) or a 40000 x 40000 8-bit scan (1.6 GB), and refuses what
+# asks for more, such as the 2.9 and 6.4 GB of two small PNGs: after reading, an image becomes float32 and a mask
+# class indices, so the decoded size comes to memory several times over. Raise it for larger genuine images.
 DEFAULT_MAX_IMAGE_BYTES = 2 * 2**30
 # The most a file's compression can shrink pixels (a smaller file cannot hold what its header promises: it is
 # truncated or forged, and decoding it would only fill memory with made-up pixels). Deflate (PNG) codes a 258-byte
@@ -198,8 +205,8 @@ def _check_holds_pixels(path: Path, image: Image.Image) -> None:
         needed = height * (1 + (bits + 7) // 8) // DEFLATE_MAX_RATIO  # each row: a filter byte, then its samples
     elif image.format == "JPEG" and _jpeg_frame(path) in JPEG_HUFFMAN_SOFS:
         needed = -(-width // 8) * -(-height // 8) // 8
-    elif image.format == "BMP" and image.tile and image.tile[0].codec_name == "raw":
-        needed = image.tile[0].offset + image.tile[0].args[1] * height  # header + rows of `stride` bytes
+    elif image.format == "BMP" and image.tile and image.tile[0][0] == "raw":  # (codec, extents, offset, args)
+        needed = image.tile[0][2] + image.tile[0][3][1] * height  # the header, then rows of `stride` bytes
     else:
         return
     size = path.stat().st_size

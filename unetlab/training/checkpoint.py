@@ -12,6 +12,10 @@ A checkpoint is a dict of plain types and tensors, written atomically and read w
     threshold       decision threshold on the sigmoid for binary (1-logit) models, or None
     training        the trainer's resumable state (optimizer, scheduler, scaler, epoch, step, RNG, config, ...)
                     or None for a weights-only checkpoint
+
+`load_checkpoint` checks everything before a model is built from it: an edited or damaged file, or one whose
+training diverged (NaN weights or statistics, which would predict all-background masks), gets a one-line error
+naming the file and the entry at fault. A full disk while saving leaves the previous file and raises the `OSError`.
 """
 
 import numbers
