@@ -198,6 +198,7 @@ def test_export_to_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path, 
     assert out.read_bytes() == b"an earlier export"
 
 
+@pytest.mark.slow  # a fresh process (torch's abort would end the test session): 4 s of imports
 def test_torchscript_export_survives_a_real_write_failure(tmp_path):
     """The kernel refuses the write (a file-size limit: EFBIG, as ENOSPC for a full disk): torch's own file writer
     aborted the process there (exit 134) and left its temporary file; now the OSError comes back."""
