@@ -256,8 +256,8 @@ def prediction_case(seed: int, case: int, models: dict) -> list[tuple[str, BaseE
 # ----------------------------------------------------------------------------------------------------------------
 
 
-class CaseTimeout(Exception):
-    """A case ran past --case-seconds."""
+class CaseTimeout(BaseException):
+    """A case ran past --case-seconds (a BaseException: the `except Exception` of a library must not swallow it)."""
 
 
 def _outcome(call, *args) -> BaseException | str:

@@ -3,6 +3,7 @@
 import importlib.util
 import io
 import re
+import signal
 import struct
 import zlib
 
@@ -349,3 +350,33 @@ def test_a_float_mask_of_whole_numbers_is_read_as_integers(tmp_path):
     write_image(tmp_path / "m.tif", values)
     mask = read_mask(tmp_path / "m.tif")
     assert mask.dtype == np.int32 and mask.tolist() == values.astype(int).tolist()
+
+
+class Hung(BaseException):
+    """Raised by an alarm: a BaseException, which the `except Exception` of a library cannot swallow."""
+
+
+@pytest.mark.parametrize("bigtiff", [False, True])
+def test_a_tiff_whose_chain_of_images_loops_is_refused_not_followed_forever(tmp_path, bigtiff):
+    data = bytearray(tiff_bytes(GREY, bigtiff=bigtiff, metadata=None))  # no shape stored: tifffile walks the pages
+    count, entry, link = ("<Q", 20, "<Q") if bigtiff else ("<H", 12, "<I")
+    (ifd,) = struct.unpack(link, data[8:16] if bigtiff else data[4:8])
+    (entries,) = struct.unpack(count, data[ifd : ifd + struct.calcsize(count)])
+    at = ifd + struct.calcsize(count) + entry * entries  # where the first IFD names the next one
+    data[at : at + struct.calcsize(link)] = struct.pack(link, len(data))
+    # A second IFD, empty, that names itself: tifffile followed it until memory ran out (found by scripts/fuzz.py).
+    data += struct.pack(count, 0) + struct.pack(link, len(data))
+    path = tmp_path / "loop.tif"
+    path.write_bytes(bytes(data))
+
+    def hung(*args):
+        raise Hung()
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)  # a regression hangs: fail instead
+    try:
+        with pytest.raises(UnetlabError, match=f"{path} is damaged: its chain of images loops back on itself"):
+            read_image(path)
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

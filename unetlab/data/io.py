@@ -14,8 +14,9 @@ Damaged and hostile files: every reader raises a `UnetlabError` naming the file,
 (`CORRUPT_FILE_ERRORS`; `scripts/fuzz.py` feeds them thousands of damaged files). One decompression-bomb policy
 holds for all of them: the bytes an image takes once decoded are computed from its header, before any pixel is
 decoded, and refused past `max_image_bytes()` (2 GiB unless `set_max_image_bytes` says otherwise; Pillow's own pixel
-limit is lifted); a PNG, JPEG or BMP too small to hold the pixels its header promises, and a TIFF that lists fewer
-strips or tiles than its size needs, are refused as damaged without decoding them either.
+limit is lifted); a PNG, JPEG or BMP too small to hold the pixels its header promises, a TIFF that lists fewer
+strips or tiles than its size needs, and one whose chain of images loops, are refused as damaged without decoding
+them either.
 """
 
 import lzma
@@ -256,9 +257,34 @@ def _read_pillow(path: Path, mask: bool) -> np.ndarray:
         return _pillow_to_array(image, mask)
 
 
+def _check_tiff_chain(path: Path) -> None:
+    """Refuse a TIFF whose chain of images (IFDs, each naming the next) loops: tifffile would follow it forever."""
+    with open(path, "rb") as f:
+        head = f.read(16)
+        order = {b"II": "<", b"MM": ">"}.get(head[:2])
+        if order is None or len(head) < 8:
+            return  # not a TIFF: tifffile says so
+        big = struct.unpack(order + "H", head[2:4])[0] == 43  # BigTIFF: 8-byte counts and offsets
+        count, entry, link = ("Q", 20, "Q") if big else ("H", 12, "I")
+        offset = struct.unpack(order + link, head[8:16] if big else head[4:8])[0]
+        seen = set()
+        while offset:
+            if offset in seen:
+                raise UnetlabError(f"{path} is damaged: its chain of images loops back on itself; replace or remove it")
+            seen.add(offset)
+            f.seek(offset)
+            raw = f.read(struct.calcsize(count))
+            if len(raw) < struct.calcsize(count):
+                return  # past the end: tifffile reports the damage
+            f.seek(offset + len(raw) + entry * struct.unpack(order + count, raw)[0])
+            raw = f.read(struct.calcsize(link))
+            offset = struct.unpack(order + link, raw)[0] if len(raw) == struct.calcsize(link) else 0
+
+
 def _read_tiff(path: Path) -> np.ndarray:
     import tifffile
 
+    _check_tiff_chain(path)
     with tifffile.TiffFile(path) as tiff:
         series = tiff.series[0]  # what `asarray` reads: the first image, or stack of images, of the file
         # Length-1 axes are dropped (a stack of one page), but never the rows and columns: a 1 x 1 px image stays 2-D.
