@@ -2,7 +2,12 @@
 one-line errors, and outputs kept when one file fails."""
 
 import argparse
+import errno
+import os
 import re
+import resource
+import stat
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -12,7 +17,7 @@ from unetlab import UnetlabError, create_model
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
 from unetlab.data.io import read_image, read_mask, write_image
-from unetlab.inference.outputs import collect_inputs, output_names, overlay
+from unetlab.inference.outputs import collect_inputs, output_names, overlay, write_prediction
 from unetlab.inference.predictor import Predictor
 from unetlab.training.checkpoint import save_checkpoint
 
@@ -245,3 +250,117 @@ def test_an_unexpected_os_error_keeps_its_traceback(tmp_path, images, monkeypatc
     monkeypatch.setattr("unetlab.inference.outputs.write_prediction", bug)
     with pytest.raises(FileNotFoundError):  # not the machine's refusal: maybe a bug, shown in full
         run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "out")
+
+
+def test_existing_files_in_out_are_refused_before_predicting_unless_overwrite(tmp_path, images, capsys):
+    out = tmp_path / "hand-made"
+    for name in ("a.png", "b.png", "c.png", "probs/a.tif"):
+        write_image(out / name, np.full((4, 4), 7, dtype=np.uint8))
+    before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    ckpt = checkpoint(tmp_path, [0, 255])
+    assert run(ckpt, images, "--out", out, "--probs") == 2
+    captured = capsys.readouterr()
+    err = captured.err
+    assert err.count("\n") == 1 and "Traceback" not in err and "predict:" not in captured.out, "refused before work"
+    listed = f"{out / 'a.png'}, {out / 'probs' / 'a.tif'}, {out / 'b.png'}"  # in the order they would be written
+    assert f"--out {out} holds 4 files that this run would replace ({listed}" in err
+    assert ", ...); pass --overwrite to replace them, or pass another --out folder" in err
+    assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before, "nothing written"
+    assert run(ckpt, images, "--out", out, "--probs", "--overwrite") == 0
+    assert read_mask(out / "a.png").shape == (37, 51) and read_image(out / "probs" / "b.tif").shape == (20, 9)
+    assert sorted(p.name for p in out.iterdir()) == ["a.png", "b.png", "c.png", "probs"], "no temporary files"
+
+
+@pytest.mark.parametrize("overwrite", [[], ["--overwrite"]])
+def test_a_symlink_planted_in_out_is_never_written_through(tmp_path, images, capsys, overwrite):
+    (tmp_path / "precious.png").write_bytes(b"not to be touched")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "a.png").symlink_to(tmp_path / "precious.png")
+    assert run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", out, *overwrite) == (0 if overwrite else 2)
+    assert (tmp_path / "precious.png").read_bytes() == b"not to be touched"
+    if overwrite:  # the link itself is replaced by the mask
+        assert not (out / "a.png").is_symlink() and read_mask(out / "a.png").shape == (37, 51)
+    else:
+        assert "holds 1 file that this run would replace" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("where", ["a.png", "probs"])
+def test_special_files_and_symlinked_folders_in_out_are_refused_even_with_overwrite(tmp_path, images, capsys, where):
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    if where == "a.png":
+        os.mkfifo(out / where)
+    else:
+        (out / where).symlink_to(tmp_path / "elsewhere")  # OUT/probs/ leading out of OUT
+    ckpt = checkpoint(tmp_path, [0, 255])
+    assert run(ckpt, images / "a.png", "--out", out, "--probs", "--overwrite") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(out / where) in err and "pass another output folder" in err
+    assert list((tmp_path / "elsewhere").iterdir()) == []
+    assert stat.S_ISFIFO(os.lstat(out / where).st_mode) or (out / where).is_symlink()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [b"II*\0", b"II*\0\x08\0\0\0", b"MM\0*\0\0\0\x08", b"", b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"],
+    ids=["4-byte-tiff", "8-byte-tiff", "big-endian-tiff-header", "empty", "png-header-only"],
+)
+def test_a_tiny_or_truncated_file_is_reported_and_the_others_are_written(tmp_path, images, capsys, content):
+    suffix = ".png" if content.startswith(b"\x89PNG") else ".tif"
+    (images / f"x{suffix}").write_bytes(content)
+    assert run(checkpoint(tmp_path, [0, 255]), images, "--out", tmp_path / "out") == 2
+    err = capsys.readouterr().err
+    assert f"{images / f'x{suffix}'} could not be read as an image" in err and "Traceback" not in err
+    assert "1 of 4 images failed" in err
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a.png", "b.png", "c.png"]
+
+
+def test_a_full_disk_while_writing_leaves_no_partial_file(tmp_path, images, capsys, monkeypatch):
+    def full(path, array, palette=None):
+        Path(path).write_bytes(b"half an image")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("unetlab.inference.outputs.write_image", full)
+    assert run(checkpoint(tmp_path, [0, 255]), images / "a.png", "--out", tmp_path / "out") == 1
+    assert capsys.readouterr().err == "unetlab predict: error: [Errno 28] No space left on device\n"
+    assert list((tmp_path / "out").iterdir()) == []
+
+
+def test_write_prediction_never_replaces_a_file_when_told_not_to(tmp_path):
+    prediction = Predictor(create_model("unet", base_channels=4, depth=2, in_channels=1))(np.zeros((5, 6), np.uint8))
+    write_prediction(tmp_path, "a", prediction, probs=True, overwrite=False)
+    (tmp_path / "a.png").write_bytes(b"edited by hand since")
+    with pytest.raises(UnetlabError, match=f"{tmp_path / 'a.png'} exists already; pass overwrite"):
+        write_prediction(tmp_path, "a", prediction, probs=True, overwrite=False)
+    assert (tmp_path / "a.png").read_bytes() == b"edited by hand since"
+    assert write_prediction(tmp_path, "a", prediction, overwrite=True)[0] == tmp_path / "a.png"
+    assert read_mask(tmp_path / "a.png").shape == (5, 6)
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "a.tif", "probs"], "no temporary files"
+
+
+def test_a_write_the_kernel_refuses_is_an_os_error_with_its_reason(tmp_path):
+    """tifffile writes through numpy's `tofile`, which reports a short write without its errno: a file-size limit
+    (EFBIG here, ENOSPC on a full disk) must still come back as that errno, naming the file, with nothing left over."""
+    prediction = Predictor(create_model("unet", base_channels=4, depth=2, in_channels=1))(np.zeros((64, 64), np.uint8))
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, hard))  # the mask fits, the probabilities (32 KB) do not
+    try:
+        with pytest.raises(OSError) as caught:
+            write_prediction(tmp_path, "a", prediction, probs=True)
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+    assert caught.value.errno == errno.EFBIG and caught.value.filename == str(tmp_path / "probs" / "a.tif")
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a.png", "probs"], "no partial or temporary file"
+
+
+def test_max_image_gib_sets_every_readers_limit(tmp_path, images, capsys):
+    from unetlab.data.io import DEFAULT_MAX_IMAGE_BYTES, max_image_bytes
+
+    ckpt = checkpoint(tmp_path, [0, 255])
+    assert run(ckpt, images / "a.png", "--out", tmp_path / "o", "--max-image-gib", "0.000001") == 2
+    assert "raise the limit: --max-image-gib" in capsys.readouterr().err
+    assert max_image_bytes() == int(0.000001 * 2**30)
+    assert run(ckpt, images / "a.png", "--out", tmp_path / "p") == 0  # the default again for the next command
+    assert max_image_bytes() == DEFAULT_MAX_IMAGE_BYTES

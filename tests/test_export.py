@@ -1,12 +1,19 @@
 """Export of every registered model to ONNX and TorchScript: dynamic sizes, parity with PyTorch, metadata."""
 
+import errno
 import json
+import os
+import subprocess
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 import torch
 from conftest import tiny_model
+from special_files import special_files
 
+import unetlab
 from unetlab import UnetlabError, list_models
 from unetlab.cli import main
 from unetlab.data.info import DataInfo
@@ -120,3 +127,103 @@ def test_a_deep_supervision_model_exports_its_full_resolution_head_alone(tmp_pat
     model = tiny_model("unet", depth=3, deep_supervision=True).eval()
     path = export_model(model, tmp_path / f"m.{format}", format)
     assert check_export(model, path, format) < PARITY  # one output, of the input's size (shape checked inside)
+
+
+SPECIAL_KINDS = [
+    "a FIFO (named pipe)",
+    "a character device",
+    "a socket",
+    "a symlink to a FIFO (named pipe)",
+    "a symlink to a character device",
+    "a folder",
+    "a symlink to a folder",
+]
+
+
+@pytest.mark.parametrize("kind", SPECIAL_KINDS)
+def test_export_refuses_every_destination_that_is_not_a_regular_file(tmp_path, capsys, kind):
+    save_checkpoint(tmp_path / "c.pt", tiny_model("unet"), DataInfo(2, [0, 255]))
+    (tmp_path / "out").mkdir()
+    paths = special_files(tmp_path / "out")
+    if kind not in paths:
+        pytest.skip(f"this machine cannot make {kind}")
+    path, mode = paths[kind], os.lstat(paths[kind]).st_mode
+    assert main(["export", str(tmp_path / "c.pt"), "--format", "torchscript", "--out", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(path) in err
+    assert f"is {kind}, which unetlab never replaces" in err or f"{path} is a folder; pass a file" in err
+    assert os.lstat(path).st_mode == mode, f"{kind} was replaced"
+
+
+def test_export_replaces_a_symlink_to_a_file_without_writing_through_it(tmp_path):
+    model = tiny_model("unet")
+    (tmp_path / "target.ts").write_bytes(b"someone else's file")
+    (tmp_path / "m.ts").symlink_to(tmp_path / "target.ts")
+    export_model(model, tmp_path / "m.ts", "torchscript")
+    assert not (tmp_path / "m.ts").is_symlink() and check_export(model, tmp_path / "m.ts", "torchscript") < PARITY
+    assert (tmp_path / "target.ts").read_bytes() == b"someone else's file"
+
+
+def filling_open(room: int):
+    """`open` for a disk with `room` bytes free: files opened for writing take that much, then raise ENOSPC."""
+
+    class Filling:
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, data):
+            if self.file.tell() + len(data) > room:
+                self.file.write(bytes(data)[: max(room - self.file.tell(), 0)])
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.file.write(data)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.file.close()
+
+    def fake_open(file, mode="r", *args, **kwargs):
+        opened = open(file, mode, *args, **kwargs)
+        return Filling(opened) if "w" in mode else opened
+
+    return fake_open
+
+
+@pytest.mark.parametrize("format", ["onnx", "torchscript"])
+def test_export_to_a_full_disk_is_one_line_and_keeps_the_earlier_file(tmp_path, capsys, monkeypatch, format):
+    if format == "onnx":
+        pytest.importorskip("onnx")
+    save_checkpoint(tmp_path / "c.pt", tiny_model("unet"), DataInfo(2, [0, 255]))
+    out = tmp_path / f"m.{format}"
+    out.write_bytes(b"an earlier export")
+    monkeypatch.setattr("unetlab.files.open", filling_open(1000), raising=False)
+    assert main(["export", str(tmp_path / "c.pt"), "--format", format, "--out", str(out)]) == 1
+    assert capsys.readouterr().err == "unetlab export: error: [Errno 28] No space left on device\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt", out.name], "no temporary file left"
+    assert out.read_bytes() == b"an earlier export"
+
+
+@pytest.mark.slow  # a fresh process (torch's abort would end the test session): 4 s of imports
+def test_torchscript_export_survives_a_real_write_failure(tmp_path):
+    """The kernel refuses the write (a file-size limit: EFBIG, as ENOSPC for a full disk): torch's own file writer
+    aborted the process there (exit 134) and left its temporary file; now the OSError comes back."""
+    child = f"""
+import errno, os, resource
+from unetlab import create_model
+from unetlab.inference.export import export_model
+model = create_model("unet", base_channels=4, depth=2)
+resource.setrlimit(resource.RLIMIT_FSIZE, (4096, resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+try:
+    export_model(model, {str(tmp_path / "m.ts")!r}, "torchscript")
+except OSError as exc:
+    print("refused", errno.errorcode[exc.errno])
+"""
+    root = Path(unetlab.__file__).parents[1]  # this unetlab, not an installed one
+    result = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120, cwd=root)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == "refused EFBIG"
+    assert list(tmp_path.iterdir()) == [], "no temporary file left"

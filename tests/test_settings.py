@@ -8,7 +8,7 @@ from dataclasses import fields, is_dataclass
 import pytest
 
 from unetlab.cli import build_parser, main
-from unetlab.data.config import DataConfig
+from unetlab.data.config import DataConfig, ReaderOptions
 from unetlab.errors import UnetlabError
 from unetlab.inference.options import PredictOptions
 from unetlab.options import ModelOptions
@@ -16,7 +16,7 @@ from unetlab.settings import SettingError, flag_of, load_yaml, spec_of
 from unetlab.training.config import TrainConfig
 from unetlab.twin.train import TwinTrainConfig
 
-CONFIGS = (TrainConfig, DataConfig, ModelOptions, PredictOptions, TwinTrainConfig)
+CONFIGS = (TrainConfig, DataConfig, ModelOptions, PredictOptions, TwinTrainConfig, ReaderOptions)
 
 
 def subparser(*names: str) -> argparse.ArgumentParser:
@@ -38,6 +38,10 @@ COMMANDS = [
     (("eval",), DataConfig, "data.", ("image_dir", "mask_dir")),
     (("summary",), ModelOptions, "model_kwargs.", None),
     (("twin", "train"), TwinTrainConfig, "", None),
+    (("train",), ReaderOptions, "reader.", None),
+    (("predict",), ReaderOptions, "reader.", None),
+    (("eval",), ReaderOptions, "reader.", None),
+    (("data", "check"), ReaderOptions, "reader.", None),
     (("twin", "check"), ModelOptions, "model_kwargs.", ("in_channels", "num_classes", "base_channels", "depth",
                                                         "padding", "norm", "dropout")),
 ]  # fmt: skip
@@ -70,7 +74,7 @@ def test_every_config_field_has_exactly_one_flag_and_one_help_both_from_its_meta
 
 def test_train_offers_no_flag_that_is_not_a_setting():
     parser = subparser("train")
-    settings = {f"{p}{f.name}" for _, cls, p, _ in COMMANDS[:3] for f in fields(cls)}
+    settings = {f"{p}{f.name}" for cmd, cls, p, _ in COMMANDS if cmd == ("train",) for f in fields(cls)}
     extra = {a.dest for a in parser._actions if a.option_strings} - settings - {"help", "config", "resume"}
     assert not extra, extra
 

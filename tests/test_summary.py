@@ -73,7 +73,7 @@ def test_cli_summary_moves_an_invalid_size_to_the_next_valid_one(capsys):
         (["summary", "unet", "--depth", "12"], "--depth 12 is not valid: it must be from 1 to 8"),
         (
             ["summary", "unet", "--base-channels", "100000"],
-            "has 75,740,021,000,002 parameters, 282,153.6 GiB of weights",
+            "has 75,740,021,000,002 parameters, whose weights alone would take 282,153.6 GiB",
         ),
     ],
 )

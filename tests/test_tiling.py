@@ -4,11 +4,12 @@
 import numpy as np
 import pytest
 import torch
+from conftest import tiny_model
 from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from unetlab import UnetlabError, create_model
+from unetlab import UnetlabError, create_model, list_models
 from unetlab.device import resolve_amp
 from unetlab.inference.tiling import (
     TestTimeAugmentation,
@@ -346,3 +347,62 @@ def test_cuda_with_amp_is_close_to_cpu():
     )
     assert gpu.device.type == "cpu"
     torch.testing.assert_close(gpu, cpu, rtol=0, atol=0.05)  # bf16/fp16 keeps 8-11 mantissa bits
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Norms that need more than one value per channel (instance norm, group norm of one channel per group)
+
+
+def norm_model(name: str, norm) -> SegmentationModel:
+    return tiny_model(name, norm=norm, num_classes=2).eval()  # base 4: group norm of 4 groups, one channel each
+
+
+def works(model, h: int, w: int) -> bool:
+    """Whether torch runs `model` on one (h, w) window: the brute-force witness of `smallest_window`."""
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, model.in_channels, h, w))
+    except ValueError:  # torch's "Expected more than 1 value per channel" / "more than 1 spatial element"
+        return False
+    return True
+
+
+@pytest.mark.parametrize("name", [n for n in list_models() if n != "unet-classic"])
+@pytest.mark.parametrize("norm", ["batch", "group", "instance", None])
+def test_smallest_window_is_what_torch_runs(name, norm):
+    model = norm_model(name, norm)
+    smallest, reduction = model.smallest_window(), model.reduction
+    assert smallest == (1 if norm in ("batch", None) else reduction + 1)
+    for side in (smallest, smallest + 1, smallest + reduction, 2 * smallest + 3):
+        assert works(model, side, side) and works(model, side, smallest) and works(model, smallest, side)
+    if smallest > 1 and name in ("unet", "attention-unet"):  # exact for U-Nets: one px less leaves a 1 x 1 map
+        assert not works(model, smallest - 1, smallest - 1)
+    wide = create_model("unet", base_channels=64, depth=1, norm="group")  # 32 groups of 2 channels: any size
+    assert wide.smallest_window() == 1 and works(wide.eval(), 1, 1)
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("norm", ["group", "instance"])
+@pytest.mark.parametrize(("h", "w"), [(1, 1), (1, 6), (3, 2), (9, 1)])
+def test_tiny_images_predict_with_norms_that_need_more_than_one_value(name, norm, h, w):
+    model = norm_model(name, norm)
+    image = torch.rand(model.in_channels, h, w)
+    logits = predict_tiled(model, image, batch_size=1)
+    assert logits.shape == (2, h, w) and torch.isfinite(logits).all()
+    if model.padding == "valid":
+        return  # the paper's network mirrors every window already (tested above)
+    smallest = model.smallest_window()  # the image mirrored by numpy up to it, through the network, cropped back
+    pads = [((smallest - n) // 2, smallest - n - (smallest - n) // 2) if n < smallest else (0, 0) for n in (h, w)]
+    mirrored = torch.from_numpy(np.pad(image.numpy(), [(0, 0), *pads], mode="reflect"))
+    with torch.no_grad():
+        expected = model(mirrored[None])[0, :, pads[0][0] : pads[0][0] + h, pads[1][0] : pads[1][0] + w]
+    torch.testing.assert_close(logits, expected)
+
+
+def test_a_tile_too_small_for_the_norm_is_refused_naming_the_smallest():
+    model = norm_model("unet", "instance")  # depth 2: downsamples by 4
+    with pytest.raises(
+        UnetlabError, match=r"tile 4 is not valid: it must be at least 5 px \(this model's instance or group norm"
+    ):
+        predict_tiled(model, torch.rand(2, 20, 20), tile=4, overlap=0)
+    assert predict_tiled(model, torch.rand(2, 20, 20), tile=5, overlap=1).shape == (2, 20, 20)

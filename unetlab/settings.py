@@ -332,6 +332,8 @@ def add_flags(
         shown = _default(f) if defaults is None else defaults.get(f.name, _default(f))
         dest = prefix + f.name
         kwargs = _argparse_kwargs(hints[f.name], spec, shown, (choices or {}).get(f.name))
+        if "action" not in kwargs and "choices" not in kwargs:
+            kwargs.setdefault("metavar", f.name.upper())  # not the dest's path, "DATA.PATCH_SIZE"
         if default is not MISSING:
             kwargs["default"] = default
         elif getattr(parser, "argument_default", None) is None:  # not a parser that leaves untyped flags out

@@ -13,12 +13,12 @@ import importlib
 import sys
 
 from unetlab import __version__
-from unetlab.cli.common import LeafParser, setting_namer
+from unetlab.cli.common import LeafParser, apply_reader_options, setting_namer
 from unetlab.errors import UnetlabError
 from unetlab.settings import SettingError
 
 # the machine's refusals (a full disk, no permission, a read-only or failing drive): one line, not a traceback
-MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO}
+MACHINE_ERRNOS = {errno.ENOSPC, errno.EDQUOT, errno.EACCES, errno.EPERM, errno.EROFS, errno.EIO, errno.EFBIG}
 COMMANDS = (
     "train",
     "predict",
@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     name = getattr(args, "command_name", args.command)  # a nested command sets its full name, e.g. "data check"
     try:
+        apply_reader_options(args)
         return args.func(args) or 0
     except SettingError as exc:  # the library names settings by path; here, by the flags the user typed
         print(f"unetlab {name}: error: {exc.message(setting_namer(args))}", file=sys.stderr)

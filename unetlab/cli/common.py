@@ -9,7 +9,8 @@ that a `SettingError` from the library is printed with the flag the user typed.
 import argparse
 from dataclasses import fields
 
-from unetlab.data.config import DataConfig
+from unetlab.data.config import DataConfig, ReaderOptions
+from unetlab.data.io import set_max_image_bytes
 from unetlab.errors import UnetlabError
 from unetlab.options import ModelOptions
 from unetlab.settings import add_flags, spec_of
@@ -63,6 +64,18 @@ def setting_namer(args: argparse.Namespace):
 def data_groups(*groups: str) -> list[str]:
     """The `DataConfig` fields of some groups: "layout" (image and mask folders), "split", "classes", ..."""
     return [f.name for f in fields(DataConfig) if spec_of(f).group in groups]
+
+
+def add_reader_options(parser) -> None:
+    """The readers' memory guard (`ReaderOptions`), for every command that reads images; `apply_reader_options`."""
+    add_flags(parser, ReaderOptions, prefix="reader.")
+
+
+def apply_reader_options(args: argparse.Namespace) -> None:
+    """Set the readers' limit from `args` (commands without the flag keep the default)."""
+    gib = vars(args).get("reader.max_image_gib")
+    if gib is not None:
+        set_max_image_bytes(int(ReaderOptions(max_image_gib=gib).max_image_gib * 2**30))
 
 
 def add_folder_options(parser, groups=("layout", "split", "classes"), argparse_default=None) -> list[str]:

@@ -4,7 +4,7 @@ The flags are `unetlab train`'s dataset options (the same declarations in `DataC
 usable with them is one that `unetlab train --data DIR` with the same flags accepts.
 """
 
-from unetlab.cli.common import LeafParser, add_folder_options, folder_settings, record_flags
+from unetlab.cli.common import LeafParser, add_folder_options, add_reader_options, folder_settings, record_flags
 from unetlab.data.check import check_folder
 from unetlab.data.config import DataConfig
 
@@ -22,6 +22,7 @@ def add_parser(subparsers) -> None:
     )
     check.add_argument("dir", metavar="DIR", help="dataset folder: DIR/images + DIR/masks, or DIR/<split>/...")
     add_folder_options(check)
+    add_reader_options(check)
     record_flags(check)
     check.set_defaults(func=run, command_name="data check")
 

@@ -2,7 +2,7 @@
 
 import sys
 
-from unetlab.cli.common import add_folder_options, folder_settings, record_flags
+from unetlab.cli.common import add_folder_options, add_reader_options, folder_settings, record_flags
 from unetlab.cli.predict import add_predictor_options, make_predictor
 from unetlab.data.config import DataConfig, mask_value
 from unetlab.errors import plural
@@ -31,6 +31,7 @@ def add_parser(subparsers) -> None:
     )
     parser.add_argument("--out", metavar="DIR", help="write DIR/report.csv (per image) and DIR/report.json")
     add_predictor_options(parser)
+    add_reader_options(parser)
     record_flags(parser)
     parser.set_defaults(func=run)
 

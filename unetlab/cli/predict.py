@@ -1,15 +1,16 @@
 """`unetlab predict CHECKPOINT INPUTS... --out DIR`: segment images of any size with a trained model.
 
 The library does the work (`unetlab.inference.outputs.predict_files`): each image is read, predicted by overlap-tile
-and written at once, so an image that fails (unreadable, wrong channels) is reported and skipped without losing the
-outputs already written; the command then exits with status 2.
+and written at once, so an image that fails (unreadable or damaged, wrong channels) is reported and skipped without
+losing the outputs already written; the command then exits with status 2. Files already in --out are replaced only
+with --overwrite: without it, the command refuses before predicting, naming the first files it would replace.
 """
 
 import sys
 
 from tqdm import tqdm
 
-from unetlab.cli.common import record_flags
+from unetlab.cli.common import add_reader_options, record_flags
 from unetlab.errors import UnetlabError, plural
 from unetlab.inference.options import PredictOptions
 from unetlab.inference.outputs import predict_files
@@ -34,6 +35,10 @@ def add_parser(subparsers) -> None:
     outputs = parser.add_argument_group("outputs")
     outputs.add_argument("--probs", action="store_true", help="also write float32 probabilities to OUT/probs/")
     outputs.add_argument("--overlay", action="store_true", help="also write the mask over the image to OUT/overlays/")
+    outputs.add_argument(
+        "--overwrite", action="store_true", help="replace files already in --out (default: refuse before predicting)"
+    )
+    add_reader_options(parser)
     record_flags(parser)
     parser.set_defaults(func=run)
 
@@ -65,15 +70,21 @@ def run(args) -> int:
     model, amp = predictor.model, predictor.amp
     parameters = sum(p.numel() for p in model.parameters())
     precision = f", {str(amp).removeprefix('torch.')} autocast" if amp is not None else ""
-    print(
-        f"predict: {args.checkpoint} ({model.spec['name']}, {parameters:,} parameters) on {predictor.device}; "
-        f"tile {predictor.tile} px, overlap {predictor.overlap} px, batch {predictor.batch_size}"
-        f"{', TTA' if predictor.tta else ''}{precision} -> {args.out}"
-    )
+
+    def start(count: int) -> None:
+        print(
+            f"predict: {args.checkpoint} ({model.spec['name']}, {parameters:,} parameters) on {predictor.device}; "
+            f"tile {predictor.tile} px, overlap {predictor.overlap} px, batch {predictor.batch_size}"
+            f"{', TTA' if predictor.tta else ''}{precision}; {plural(count, 'image')} -> {args.out}"
+        )
+
+    def failed(_path, message: str) -> None:
+        tqdm.write(f"unetlab predict: error: {message}", file=sys.stderr)
+
+    bars = sys.stderr.isatty()
     result = predict_files(
-        predictor, args.inputs, args.out, args.probs, args.overlay, progress=sys.stderr.isatty(),
-        on_error=lambda path, message: tqdm.write(f"unetlab predict: error: {message}", file=sys.stderr),
-    )  # fmt: skip
+        predictor, args.inputs, args.out, args.probs, args.overlay, args.overwrite, bars, start, failed
+    )
     total = len(result.written) + len(result.failed)
     print(f"wrote {len(result.written)} of {plural(total, 'mask')} to {result.out}")
     if result.failed:

@@ -8,7 +8,7 @@ own settings; only the resumable ones may change (`unetlab.training.resume`), `-
 import argparse
 from pathlib import Path
 
-from unetlab.cli.common import MODEL_TITLE, add_model_options, record_flags
+from unetlab.cli.common import MODEL_TITLE, add_model_options, add_reader_options, record_flags
 from unetlab.data.config import DataConfig
 from unetlab.errors import UnetlabError
 from unetlab.settings import add_flags, given_settings, load_yaml
@@ -41,6 +41,7 @@ def add_parser(subparsers) -> None:
     title = f"{MODEL_TITLE.removesuffix(')')}; the default model, unet, trains with {defaults})"
     dests += add_model_options(parser, title, default=argparse.SUPPRESS)
     dests += add_flags(parser, DataConfig, prefix="data.", titles={"*": DATA_TITLE})
+    add_reader_options(parser)
     record_flags(parser)
     parser.set_defaults(func=run, setting_dests=dests)
 

@@ -11,6 +11,7 @@ import argparse
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from unetlab.data.io import DEFAULT_MAX_IMAGE_BYTES
 from unetlab.settings import SettingError, check_settings, invalid, setting
 
 SYNTHETIC_SOURCES = ("synthetic-cells", "synthetic-shapes")
@@ -146,6 +147,25 @@ class DataConfig:
     def seeded(self, seed: int = 0) -> "DataConfig":
         """This config with `seed` in place of a seed left to the run (None)."""
         return self if self.seed is not None else replace(self, seed=seed)
+
+
+@dataclass
+class ReaderOptions:
+    """How every image reader guards memory: the commands that read images take this flag (`unetlab.cli` applies
+    it with `unetlab.data.io.set_max_image_bytes` before any file is read)."""
+
+    max_image_gib: float = setting(
+        DEFAULT_MAX_IMAGE_BYTES / 2**30,
+        "largest image accepted, decoded (height x width x channels x bytes per sample); larger files are refused "
+        "from their header, before decoding (decompression bombs)",
+        unit="GiB",
+        low=0,
+        low_open=True,
+        group="reading",
+    )
+
+    def __post_init__(self):
+        check_settings(self)
 
 
 def check_data_config(cfg: DataConfig) -> None:

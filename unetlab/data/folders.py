@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from unetlab.data.info import pack_values, unit_range, unpack_value
+from unetlab.data.info import mask_value, pack_values, unit_range, unpack_value
 from unetlab.data.io import IMAGE_SUFFIXES, LOSSY_SUFFIXES, is_image_file, read_image, read_mask, read_palette
 from unetlab.errors import UnetlabError, plural
 
@@ -155,7 +155,14 @@ def scan_pairs(pairs: list[tuple[Path, Path]], keep_arrays: bool = False) -> Sca
             )
             continue
         mask = _drop_alpha_and_grey(mask)
-        keys, counts = np.unique(pack_values(mask, colour=mask.ndim == 3), return_counts=True)
+        if mask.ndim == 3 and (mask.max(initial=0) > 255 or mask.min(initial=0) < 0):
+            scan.problems.append(
+                f"{mask_path} is a colour mask with values from {mask.min()} to {mask.max()}; colour masks are 8-bit "
+                "RGB, so save it with 8 bits per channel"
+            )
+            continue
+        # Grey masks are counted in their own dtype: packed into int64 they took 8 bytes per pixel.
+        keys, counts = np.unique(pack_values(mask, colour=True) if mask.ndim == 3 else mask, return_counts=True)
         values = Counter({unpack_value(int(k), mask.ndim == 3): int(n) for k, n in zip(keys, counts)})
         if len(values) > MAX_CLASSES:
             scan.problems.append(
@@ -189,11 +196,15 @@ def prepare_mask(mask: np.ndarray, colour: bool) -> np.ndarray:
     return mask[..., 0] if mask.ndim == 3 and not colour else mask
 
 
-def canonical(value, colour: bool):
-    """One spelling per mask value: an int, or for colour datasets an (r, g, b) tuple (grey v -> (v, v, v))."""
-    if isinstance(value, (list, tuple)):
-        return tuple(int(v) for v in value)
-    return (int(value),) * 3 if colour else int(value)
+def canonical(value, colour: bool, what: str = "class_values/ignore_values entry"):
+    """One spelling per mask value: an int, or for colour datasets an (r, g, b) tuple (grey v -> (v, v, v)).
+
+    Raises:
+        UnetlabError: naming `what`, for a value that is not a whole number (255.7 is refused, never truncated) or
+            a colour that is not three values from 0 to 255 (`unetlab.data.info.mask_value`).
+    """
+    value = mask_value(value, what)
+    return value if isinstance(value, tuple) or not colour else (value,) * 3
 
 
 def common_channels(channels: set[int]) -> int:

@@ -14,8 +14,14 @@ It travels inside every checkpoint (as plain types, so `torch.load(..., weights_
   are.
 
 Colour mask values are compared as one int64 each, r << 16 | g << 8 | b (`pack_values`, `unpack_value`).
+
+Mask values are whole numbers: a float mask is refused when it holds NaN, infinities or fractions (`integer_mask`),
+and so are class and ignore values that are not whole numbers, such as 255.7 (`mask_value`); neither is ever
+truncated.
 """
 
+import math
+import numbers
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -24,6 +30,7 @@ import torch
 from unetlab.errors import UnetlabError
 
 IGNORE_INDEX = -100  # class index of unlabelled pixels in int64 masks (torch's cross-entropy default)
+MASK_VALUE_LIMIT = 2**31  # mask values lie in [-2**31, 2**31): float masks become int32
 
 
 def _value_key(value) -> tuple[int, ...]:
@@ -41,6 +48,76 @@ def pack_values(values, colour: bool) -> np.ndarray:
 def unpack_value(key: int, colour: bool) -> int | tuple[int, int, int]:
     """One key of `pack_values` back to its mask value: an int, or an (r, g, b) tuple."""
     return (key >> 16, (key >> 8) & 255, key & 255) if colour else key
+
+
+def mask_value(value, what: str = "a class or ignore value"):
+    """A mask value as an int, or a colour as an (r, g, b) tuple of ints from 0 to 255; `what` names it in errors.
+
+    Whole numbers of any type are accepted (255, numpy.uint8(255), 255.0); booleans, fractions (255.7), NaN,
+    strings and colours that are not three channel values are refused.
+
+    Raises:
+        UnetlabError: naming `what` and the value, with what a mask value looks like.
+    """
+    if isinstance(value, (list, tuple, np.ndarray)):
+        channels = tuple(_whole(v, what, value) for v in value)
+        if len(channels) != 3 or not all(0 <= c <= 255 for c in channels):
+            raise UnetlabError(
+                f"{what} {_shown(value)} is not a colour; a colour is [r, g, b], three whole numbers from 0 to 255"
+            )
+        return channels
+    return _whole(value, what, value)
+
+
+def _whole(value, what: str, given) -> int:
+    if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_)) and math.isfinite(value):
+        if float(value).is_integer():
+            return int(value)
+    raise UnetlabError(
+        f"{what} {_shown(given)} is not a mask value; mask values are whole numbers such as 0 or 255 (never "
+        "rounded), or colours [r, g, b]"
+    )
+
+
+def _shown(value) -> str:
+    return repr(np.asarray(value).tolist() if isinstance(value, np.ndarray) else value)[:80]
+
+
+def integer_mask(mask: np.ndarray, source: str = "mask") -> np.ndarray:
+    """`mask` with integer values: integer and bool masks as they are, float masks of whole numbers as int32.
+
+    Raises:
+        UnetlabError: naming `source`, for NaN or infinite values, values that are not whole numbers (0.5 would
+            otherwise become class 0, -3.7 class -3), values out of [-2**31, 2**31), or a dtype that is not a
+            number.
+    """
+    dtype = mask.dtype
+    if dtype == np.bool_ or (np.issubdtype(dtype, np.integer) and dtype != np.uint64):
+        return mask
+    if not np.issubdtype(dtype, np.number) or np.issubdtype(dtype, np.complexfloating):
+        raise UnetlabError(f"{source} holds values of type {dtype}; a mask holds whole-number class values")
+    if np.issubdtype(dtype, np.floating):
+        if not np.isfinite(mask).all():
+            raise UnetlabError(
+                f"{source} has NaN or infinite values; a mask holds whole-number class values, so label those pixels"
+            )
+        fraction = mask != np.floor(mask)
+        if fraction.any():
+            raise UnetlabError(
+                f"{source} has values that are not whole numbers, such as {mask[fraction][0]:g}; a mask holds "
+                "class values such as 0, 1 or 255: save it with integer values (uint8 or uint16), and resize masks "
+                "with nearest-neighbour interpolation, never a smoothing one"
+            )
+    low, high = mask.min(initial=0), mask.max(initial=0)
+    if low < -MASK_VALUE_LIMIT or high >= MASK_VALUE_LIMIT:
+        shown = [f"{v:g}" if np.issubdtype(dtype, np.floating) else str(v) for v in (low, high)]
+        raise UnetlabError(
+            f"{source} has values from {shown[0]} to {shown[1]}; mask values are class values within +-2**31, such "
+            "as 0 or 255"
+        )
+    return mask.astype(np.int32)
 
 
 def unit_range(image: np.ndarray, source: str = "image") -> np.ndarray:
@@ -83,6 +160,53 @@ class DataInfo:
     std: list[float] | None = None  # per channel; None = 1
     palette: list[int] | None = None  # the masks' PNG palette, [r0, g0, b0, r1, ...], to write predictions alike
 
+    def __post_init__(self):
+        """Check every field (they come from files: configs and checkpoints), naming the first that is not valid;
+        class and ignore values become plain ints, or [r, g, b] lists."""
+        if not isinstance(self.in_channels, int) or isinstance(self.in_channels, bool) or self.in_channels < 1:
+            raise UnetlabError(f"in_channels={self.in_channels!r} is not valid; it is a positive integer")
+        for name in ("class_values", "ignore_values"):
+            values = getattr(self, name)
+            if not isinstance(values, (list, tuple)):
+                raise UnetlabError(f"{name}={_shown(values)} is not valid; give a list of mask values")
+            values = [mask_value(v, f"{name} entry") for v in values]
+            setattr(self, name, [list(v) if isinstance(v, tuple) else v for v in values])
+        if not self.class_values:
+            raise UnetlabError("class_values is empty; give the mask value of each class")
+        colours = {isinstance(v, list) for v in self.class_values + self.ignore_values}
+        if len(colours) > 1:
+            raise UnetlabError("class_values and ignore_values mix grey values and [r, g, b] colours; use one kind")
+        names = self.class_names
+        if names is not None and (
+            not isinstance(names, (list, tuple))
+            or len(names) != len(self.class_values)
+            or not all(isinstance(n, str) for n in names)
+        ):
+            raise UnetlabError(f"class_names={_shown(names)} is not valid; give one name per class value")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if values is None:
+                continue
+            if (
+                not isinstance(values, (list, tuple))
+                or len(values) != self.in_channels
+                or not all(isinstance(v, numbers.Real) and math.isfinite(v) for v in values)
+                or (name == "std" and min(values) <= 0)
+            ):
+                rule = "positive numbers" if name == "std" else "finite numbers"
+                raise UnetlabError(
+                    f"{name}={_shown(values)} is not a valid normalisation; give {self.in_channels} {rule}, one per "
+                    "channel"
+                )
+        palette = self.palette
+        if palette is not None and (
+            not isinstance(palette, (list, tuple))
+            or len(palette) % 3
+            or len(palette) > 768
+            or not all(isinstance(v, numbers.Integral) and 0 <= v <= 255 for v in palette)
+        ):
+            raise UnetlabError("palette is not a PNG palette; give [r0, g0, b0, r1, ...], at most 256 colours")
+
     def to_dict(self) -> dict:
         """Plain lists, ints, floats and strings only; no palette key without a palette (as before palettes)."""
         d = asdict(self)
@@ -120,8 +244,10 @@ class DataInfo:
     def mask_to_classes(self, mask: np.ndarray, source: str = "mask") -> np.ndarray:
         """Mask in original values, (H, W) or (H, W, 3) for colour masks -> int64 class indices (H, W).
 
-        Ignore values become `IGNORE_INDEX`. Raises a `UnetlabError` naming `source` and the unknown values.
+        Ignore values become `IGNORE_INDEX`. Raises a `UnetlabError` naming `source` and the unknown values, or
+        values that are not whole numbers (`integer_mask`).
         """
+        mask = integer_mask(np.asarray(mask), source)
         if self.is_colour_mask:
             if mask.ndim != 3 or mask.shape[2] < 3:
                 raise UnetlabError(f"{source}: expected a colour (RGB) mask, got shape {mask.shape}")

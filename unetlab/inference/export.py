@@ -14,8 +14,9 @@
   Runtime for ONNX) and returns the largest absolute difference from the PyTorch model.
 """
 
+import io
 import json
-import os
+import tempfile
 import warnings
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,11 +26,12 @@ import torch
 
 from unetlab import __version__
 from unetlab.errors import UnetlabError
+from unetlab.files import check_destination, write_bytes_atomically
 from unetlab.inference.tiling import pooling_stride
 from unetlab.logits import activation
 from unetlab.models.blocks import SegmentationModel
 from unetlab.settings import SettingError, check_choice
-from unetlab.training.checkpoint import Checkpoint, load_checkpoint
+from unetlab.training.checkpoint import Checkpoint, is_checkpoint, load_checkpoint
 
 FORMATS = ("onnx", "torchscript")
 # Largest |PyTorch - exported| accepted. Float32 kernels that sum in another order differ by ~1e-7 of the logits'
@@ -77,12 +79,14 @@ def export_model(model: SegmentationModel, path: str | Path, format: str, metada
         format: "onnx" or "torchscript".
         metadata: JSON-serialisable facts stored in the file; None: `export_metadata(model)`.
 
-    The file is written under a temporary name beside `path` and renamed, so a failed export leaves whatever was at
-    `path` as it was.
+    The file is made in memory, then written under a temporary name beside `path` and renamed, so a failed export
+    (a full disk included) leaves whatever was at `path` as it was, and no temporary file.
 
     Raises:
         UnetlabError: for an unknown format, ONNX asked for without the `export` extra installed, or a `path` that
-            is a folder, a unetlab checkpoint (which the export would destroy) or not writable.
+            is a folder, a FIFO, a device, a socket (or a symlink to one), a unetlab checkpoint (which the export
+            would destroy) or not writable.
+        OSError: when the machine refuses the write (a full disk, a quota, a failing drive).
     """
     check_choice("format", format, FORMATS)
     path = Path(path)
@@ -91,52 +95,46 @@ def export_model(model: SegmentationModel, path: str | Path, format: str, metada
     metadata = json.dumps(export_metadata(model) if metadata is None else metadata)
     example = torch.randn(export_shapes(model)[0])
     onnx = _require("onnx", "ONNX export") if format == "onnx" else None
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.tmp"))  # created by the exporter, with the usual mode
-    try:
-        Path(tmp).touch()
+    try:  # before the work: can a file be made beside `path`?
+        tempfile.TemporaryFile(dir=path.parent).close()
     except OSError as exc:
         raise UnetlabError(f"{path} cannot be written ({exc.strerror}); pass a file in a writable folder") from None
-    try:
-        with _quiet_tracing():
-            if format == "torchscript":
-                torch.jit.save(torch.jit.trace(model, example), tmp, _extra_files={"unetlab.json": metadata})
-            else:
-                dynamic = {0: "batch", 2: "height", 3: "width"}
-                torch.onnx.export(
-                    model,
-                    (example,),
-                    tmp,
-                    dynamo=False,
-                    opset_version=ONNX_OPSET,
-                    input_names=[INPUT_NAME],
-                    output_names=[OUTPUT_NAME],
-                    dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
-                )
-        if onnx is not None:
-            graph = onnx.load(tmp)
-            graph.metadata_props.add(key="unetlab", value=metadata)
-            onnx.save(graph, tmp)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-    return path
+    # Serialised to memory: torch writes files from C++, which aborts the process when the disk is full.
+    buffer = io.BytesIO()
+    with _quiet_tracing():
+        if format == "torchscript":
+            torch.jit.save(torch.jit.trace(model, example), buffer, _extra_files={"unetlab.json": metadata})
+        else:
+            dynamic = {0: "batch", 2: "height", 3: "width"}
+            torch.onnx.export(
+                model,
+                (example,),
+                buffer,
+                dynamo=False,
+                opset_version=ONNX_OPSET,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: dynamic, OUTPUT_NAME: {0: "batch", 2: "out_height", 3: "out_width"}},
+            )
+    data = buffer.getvalue()
+    if onnx is not None:
+        graph = onnx.load_from_string(data)
+        graph.metadata_props.add(key="unetlab", value=metadata)
+        data = graph.SerializeToString()
+    return write_bytes_atomically(path, data, option="--out")
 
 
 def _check_destination(path: Path, format: str) -> None:
-    """Refuse a folder, a unetlab checkpoint, the other format's suffix, or a path whose folder cannot be made,
-    before anything is traced."""
+    """Refuse a folder or any other file that is not a regular file, a unetlab checkpoint, the other format's
+    suffix, or a path whose folder cannot be made, before anything is traced."""
     if path.is_dir():
         raise UnetlabError(f"{path} is a folder; pass a file to write, such as {path / 'model.onnx'}")
-    if path.is_file():
-        try:
-            load_checkpoint(path)
-        except UnetlabError:
-            pass  # not a checkpoint (e.g. an earlier export): it may be replaced
-        else:
-            raise UnetlabError(
-                f"{path} is a unetlab checkpoint, which the export would overwrite; pass another file, such as "
-                f"{path.with_suffix('.onnx')}"
-            )
+    check_destination(path, "--out", f"pass a file to write, such as {path.with_name('model.onnx')}")
+    if path.is_file() and is_checkpoint(path):  # an earlier export, or any other file, may be replaced
+        raise UnetlabError(
+            f"{path} is a unetlab checkpoint, which the export would overwrite; pass another file, such as "
+            f"{path.with_suffix('.onnx')}"
+        )
     suffix = path.suffix.lower()
     if suffix in TORCHSCRIPT_SUFFIXES if format == "onnx" else suffix == ".onnx":
         other, right = ("TorchScript", ".onnx") if format == "onnx" else ("ONNX", ".pt")

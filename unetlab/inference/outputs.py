@@ -13,6 +13,14 @@ so OUT itself is a folder of masks named like the images, as datasets are laid o
 share a stem (`y.png`, `y.tif`) are named `NAME_EXT` instead (`y_png`, `y_tif`); inputs of different folders that
 share a name keep their folders under OUT (`OUT/p1/y.png`, `OUT/p2/y.png`). No output may be one of the inputs
 (`--out` set to the input folder would otherwise overwrite `y.png` with its own mask).
+
+Files are never lost (`check_outputs`, `write_prediction`): every file is written under a temporary name beside
+its destination and renamed, so an interrupted or failed write (a full disk) leaves no half-written file, and a
+symlink planted at a destination is replaced, never written through. A file that exists at a destination (masks
+drawn by hand, an earlier run's outputs) is replaced only when asked (`overwrite`, `--overwrite`); without it,
+`unetlab predict` refuses before predicting anything, naming the first files it would replace. Nothing but regular
+files is ever replaced (a folder, a FIFO or a device at a destination is refused), and sub-folders of OUT must be
+real folders, not symlinks.
 """
 
 import glob
@@ -26,7 +34,8 @@ import numpy as np
 from tqdm import tqdm
 
 from unetlab.data.io import IMAGE_SUFFIXES, is_image_file, read_image, write_image, write_planes
-from unetlab.errors import UnetlabError
+from unetlab.errors import UnetlabError, plural
+from unetlab.files import atomic_write, check_destination
 from unetlab.inference.predictor import Prediction, Predictor
 from unetlab.settings import SettingError
 
@@ -37,6 +46,7 @@ PALETTE = np.array(
 )
 OVERLAY_ALPHA = 0.45  # weight of the class colour over the image
 DISPLAY_SAMPLE = 1_000_000  # pixels sampled for the display range of images that are not 8-bit
+LISTED = 3  # existing files named when outputs would replace them
 
 
 def make_output_folder(folder: str | Path, setting: str = "out") -> Path:
@@ -134,6 +144,43 @@ def refuse_overwriting_inputs(inputs: list[Path], outputs: list[Path], out_dir: 
         )
 
 
+def check_outputs(outputs: list[Path], out_dir: Path, overwrite: bool) -> None:
+    """Refuse, before any work, outputs that cannot or may not be written.
+
+    Args:
+        outputs: every file the run will write (`output_paths` of each input).
+        out_dir: the output folder, as the user gave it.
+        overwrite: whether existing regular files may be replaced.
+
+    Raises:
+        UnetlabError: for an output that is a folder, a FIFO, a device or a socket (never replaced); a sub-folder
+            of `out_dir` on the way to an output that is a file or a symlink; or, without `overwrite`, outputs that
+            exist already (the first `LISTED` are named, with the count and the fix).
+    """
+    out_dir = Path(out_dir)
+    fix = "remove it, or pass another output folder"
+    for path in outputs:
+        check_destination(path, "the output", fix)
+        for folder in reversed(path.parents):
+            if folder == out_dir or out_dir not in folder.parents:
+                continue  # only the sub-folders that this run makes
+            if folder.is_symlink() or (folder.exists() and not folder.is_dir()):
+                kind = "a symlink" if folder.is_symlink() else "a file"
+                raise UnetlabError(f"{folder} is {kind}, but unetlab writes outputs into real folders there; {fix}")
+    if overwrite:
+        return
+    existing = [p for p in outputs if os.path.lexists(p)]
+    if existing:
+        shown = ", ".join(str(p) for p in existing[:LISTED]) + (", ..." if len(existing) > LISTED else "")
+        raise SettingError(
+            lambda n: (
+                f"{n('out')} {out_dir} holds {plural(len(existing), 'file')} that this run would replace "
+                f"({shown}); pass {n('overwrite')} to replace them, or pass another {n('out')} folder"
+            ),
+            ["out", "overwrite"],
+        )
+
+
 def write_prediction(
     out_dir: Path,
     name: str,
@@ -141,8 +188,12 @@ def write_prediction(
     probs: bool = False,
     overlay_of: np.ndarray | None = None,
     palette: list[int] | None = None,
+    overwrite: bool = True,
 ) -> list[Path]:
     """Write the mask of `prediction` as OUT/NAME.png (or .tif), and optionally its probabilities and an overlay.
+
+    Each file is written under a temporary name beside its destination and renamed (a symlink at the destination
+    is replaced, never written through).
 
     Args:
         out_dir: the output folder (created if needed).
@@ -151,18 +202,29 @@ def write_prediction(
         probs: also write the probabilities, a float32 TIFF of K planes, to OUT/probs/NAME.tif.
         overlay_of: the image that was predicted; when given, also write OUT/overlays/NAME.png.
         palette: the training masks' PNG palette (`DataInfo.palette`): the mask is written as a palette PNG.
+        overwrite: replace files that exist at the destinations; False refuses them (`unetlab predict` without
+            `--overwrite`), even one that appeared while the prediction ran.
 
     Returns:
         The paths written, mask first.
+
+    Raises:
+        UnetlabError: for a destination that is not a regular file, or that exists when `overwrite` is False.
+        OSError: when the machine refuses a write (a full disk, no permission); no partial file is left.
     """
     mask = prediction.mask
     written = output_paths(out_dir, name, mask.dtype, probs, overlay_of is not None)
-    write_image(written[0], mask, palette)
+    for path in written:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_write(written[0], overwrite) as tmp:
+        write_image(tmp, mask, palette)
     if probs:
-        write_planes(written[1], prediction.probs)  # (K, H, W)
+        with atomic_write(written[1], overwrite) as tmp:
+            write_planes(tmp, prediction.probs)  # (K, H, W)
     if overlay_of is not None:
         colours = mask if mask.ndim == 3 else None  # a colour mask tints with its own colours
-        write_image(written[-1], overlay(overlay_of, prediction.classes, colours))
+        with atomic_write(written[-1], overwrite) as tmp:
+            write_image(tmp, overlay(overlay_of, prediction.classes, colours))
     return written
 
 
@@ -209,7 +271,9 @@ def predict_files(
     out: str | Path,
     probs: bool = False,
     overlay: bool = False,
+    overwrite: bool = False,
     progress: bool = False,
+    on_start=None,
     on_error=None,
 ) -> FolderPrediction:
     """Predict image files, folders and globs into the folder `out`, as `unetlab predict` does (see the module
@@ -221,7 +285,10 @@ def predict_files(
         inputs: image files, folders of images (not recursive), glob patterns.
         out: the output folder, made (before any image is predicted) if needed.
         probs, overlay: also write the probabilities and the overlays.
+        overwrite: replace files already at the outputs' places; without it, such files are refused before any
+            image is predicted (`check_outputs`).
         progress: progress bars over the images and each image's windows.
+        on_start: called as `on_start(count)` once every check has passed, before the first image is predicted.
         on_error: called as `on_error(path, message)` when an image fails (the CLI prints it at once).
 
     Raises:
@@ -234,13 +301,17 @@ def predict_files(
     mask_dtype = predictor.mask_values.dtype
     files = [output_paths(out, name, mask_dtype, probs, overlay) for name in names]
     refuse_overwriting_inputs(paths, [p for group in files for p in group], out)
+    check_outputs([p for group in files for p in group], out, overwrite)
+    if on_start is not None:
+        on_start(len(paths))
     result = FolderPrediction(out)
     for path, name in tqdm(list(zip(paths, names)), unit="image", disable=not progress):
         try:
             image = read_image(path)
             prediction = predictor(image, source=str(path), progress=progress)
             overlay_of = image if overlay else None
-            result.written[path] = write_prediction(out, name, prediction, probs, overlay_of, predictor.data.palette)
+            palette = predictor.data.palette
+            result.written[path] = write_prediction(out, name, prediction, probs, overlay_of, palette, overwrite)
         except UnetlabError as exc:
             result.failed[path] = str(exc)
             if on_error is not None:

@@ -12,7 +12,9 @@ Ronneberger, Fischer & Brox 2015, Sec. 2 and Fig. 2 (the overlap-tile strategy);
 - Padded models (`padding == "same"`) see zero padding at every window edge, so windows overlap by `overlap` px and
   their logits are averaged with a Gaussian (sigma = window / 8, as nnU-Net) or constant weight, never zero. The
   weight is separable and the windows form a grid, so the sum of weights is the outer product of two 1-D sums:
-  each window is normalised as it is stitched and no image of summed weights is kept.
+  each window is normalised as it is stitched and no image of summed weights is kept. An image side shorter than
+  the model can take (`model.smallest_window()`: instance and group norms need more than one value per channel in the
+  deepest maps) is mirrored on both sides up to that size, and the output cropped back: any image size predicts.
 - Memory: `batch_size` windows at a time go to the device; logits are stitched into one preallocated (K, H, W)
   float32 tensor on the CPU. The whole image never goes to the device.
 - `TestTimeAugmentation` wraps a model: the 8 flips and 90-degree rotations of each window, logits averaged.
@@ -101,6 +103,13 @@ def resolve_tiling(model: SegmentationModel, tile: int | None, overlap: int | No
             f"at least {model.reduction} px (this model downsamples by {model.reduction}; a smaller window leaves its "
             "deepest maps without context)",
         )
+    if not valid and tile < model.smallest_window():
+        raise invalid(
+            "tile",
+            tile,
+            f"at least {model.smallest_window()} px (this model's instance or group norm needs more than one value "
+            "per channel in its deepest maps, which smaller windows reduce to 1 x 1)",
+        )
     overlap = (0 if valid else tile // 4) if overlap is None else overlap
     if overlap >= tile:
         raise invalid("overlap", overlap, f"less than the tile, {tile} px")
@@ -127,6 +136,7 @@ class _Axis:
     starts: list[int]  # per window, the first output index it writes
     size: int  # output px of each window (the last ones are cropped where they pass the image)
     weights: list[torch.Tensor] | None  # per window, 1-D weight / sum of weights; None where outputs just meet
+    offset: int = 0  # output px of each window before the first one it writes (mirrored margin of a short axis)
 
 
 def _valid_axis(model: SegmentationModel, length: int, tile: int, overlap: int) -> _Axis:
@@ -149,7 +159,10 @@ def _valid_axis(model: SegmentationModel, length: int, tile: int, overlap: int) 
     return _Axis([mirror_indices(s - border, tile, length) for s in starts], starts, out_tile, None)
 
 
-def _padded_axis(length: int, tile: int, overlap: int, blend: str) -> _Axis:
+def _padded_axis(length: int, tile: int, overlap: int, blend: str, smallest: int) -> _Axis:
+    if length < smallest:  # too short for the model: one window mirrored on both sides, its output cropped back
+        before = (smallest - length) // 2
+        return _Axis([mirror_indices(-before, smallest, length)], [0], length, [torch.ones(length)], before)
     tile = min(tile, length)
     starts = tile_starts(length, tile, tile - overlap if length > tile else tile)
     weight = blend_weights(tile, blend)  # (tile,)
@@ -213,7 +226,9 @@ def predict_tiled(
     if model.padding == "valid":
         rows, cols = _valid_axis(model, height, tile, overlap), _valid_axis(model, width, tile, overlap)
     else:
-        rows, cols = _padded_axis(height, tile, overlap, blend), _padded_axis(width, tile, overlap, blend)
+        smallest = model.smallest_window()
+        rows = _padded_axis(height, tile, overlap, blend, smallest)
+        cols = _padded_axis(width, tile, overlap, blend, smallest)
     grid = [(i, j) for i in range(len(rows.starts)) for j in range(len(cols.starts))]
     device = next(model.parameters()).device if device is None else torch.device(device)
     logits = None
@@ -225,7 +240,8 @@ def predict_tiled(
             batch = torch.stack([_window(image, rows.windows[i], cols.windows[j]) for i, j in chunk])  # (B, C, h, w)
             with torch.autocast(device.type, dtype=amp, enabled=amp is not None):
                 out = model(batch.to(device))  # (B, K, h', w')
-            out = out[..., : rows.size, : cols.size].float().cpu()  # (B, K, size_h, size_w)
+            out = out[..., rows.offset : rows.offset + rows.size, cols.offset : cols.offset + cols.size]
+            out = out.float().cpu()  # (B, K, size_h, size_w)
             if logits is None:
                 logits = torch.zeros(out.shape[1], height, width)  # (K, H, W): the only image-sized tensor
             for (i, j), window in zip(chunk, out):

@@ -11,12 +11,11 @@ that the model can be rebuilt.
 import inspect
 from functools import partial
 
-import torch
 from torch import nn
 
-from unetlab.device import available_memory
 from unetlab.errors import UnetlabError, UnknownNameError
 from unetlab.models.attention_unet import AttentionUNet
+from unetlab.models.footprint import check_model_fits
 from unetlab.models.resnet_unet import ResNetUNet
 from unetlab.models.unet import UNet
 
@@ -61,21 +60,6 @@ def create_model(name: str, **kwargs) -> nn.Module:
     model = builder(**kwargs)
     model.spec = {"name": name, "kwargs": dict(kwargs)}
     return model
-
-
-def check_model_fits(name: str, builder, kwargs: dict) -> None:
-    """Refuse a model whose weights alone cannot fit in memory (e.g. base_channels 100000), before allocating them:
-    the model is built first on PyTorch's meta device (shapes, no data), and its parameters counted."""
-    with torch.device("meta"):
-        probe = builder(**{k: v for k, v in kwargs.items() if k != "encoder_weights"})  # a file is read later
-    needed = 4 * sum(p.numel() for p in probe.parameters())  # float32 weights
-    available = available_memory(torch.device("cpu"))
-    if available is not None and needed > available:
-        raise UnetlabError(
-            f"model {name!r} with {', '.join(f'{k}={v}' for k, v in kwargs.items())} has "
-            f"{needed // 4:,} parameters, {needed / 2**30:,.1f} GiB of weights, and this machine has "
-            f"{available / 2**30:,.1f} GiB free; use a smaller base_channels or depth"
-        )
 
 
 def _builder(name: str) -> partial:

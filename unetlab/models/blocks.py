@@ -211,6 +211,23 @@ class SegmentationModel(nn.Module):
         """The input side over the deepest feature map's (2**depth for a U-Net): the smallest window with context."""
         return 1
 
+    def smallest_window(self) -> int:
+        """The smallest input side (px) the model predicts in eval mode: `reduction + 1` when one of its normalisation
+        layers needs more than one value per channel, else 1.
+
+        Instance norm (without running statistics) normalises each channel of each image over its pixels, and group
+        norm of one channel per group does the same: torch refuses a single value (a 1 x 1 map), which the deepest
+        map is for inputs of `reduction` px or fewer. An input of `reduction + 1` px gives the deepest map 2 x 2
+        (pooling rounds up) and every shallower map more. Batch norm in eval mode uses its running statistics and
+        takes any size. A valid-convolution model's inputs are never that small (its deepest map is at least 3 x 3).
+        """
+        for module in self.modules():
+            single = isinstance(module, nn.GroupNorm) and module.num_channels == module.num_groups
+            instance = isinstance(module, nn.modules.instancenorm._InstanceNorm) and not module.track_running_stats
+            if single or instance:
+                return self.reduction + 1
+        return 1
+
     def named_stages(self) -> list[tuple[str, nn.Module]]:
         """The stages in execution order, e.g. enc1 ... bottleneck ... dec1, head."""
         raise NotImplementedError

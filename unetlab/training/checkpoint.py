@@ -12,10 +12,13 @@ A checkpoint is a dict of plain types and tensors, written atomically and read w
     threshold       decision threshold on the sigmoid for binary (1-logit) models, or None
     training        the trainer's resumable state (optimizer, scheduler, scaler, epoch, step, RNG, config, ...)
                     or None for a weights-only checkpoint
+
+`load_checkpoint` checks everything before a model is built from it: an edited or damaged file, or one whose
+training diverged (NaN weights or statistics, which would predict all-background masks), gets a one-line error
+naming the file and the entry at fault. A full disk while saving leaves the previous file and raises the `OSError`.
 """
 
-import os
-import tempfile
+import numbers
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +29,7 @@ from torch import nn
 from unetlab import __version__
 from unetlab.data.info import DataInfo
 from unetlab.errors import UnetlabError
+from unetlab.files import atomic_write, save_reporting_os_errors
 from unetlab.models import create_model
 from unetlab.models.blocks import state_dict_mismatch
 
@@ -93,32 +97,78 @@ def save_checkpoint(
 
 
 def atomic_save(obj, path: str | Path) -> None:
-    """`torch.save` to a temporary file beside `path`, then rename it over `path`."""
+    """`torch.save` to a temporary file beside `path`, then rename it over `path` (`unetlab.files.atomic_write`).
+
+    A failed write (a full disk, a quota, a failing drive) leaves the file that was at `path` and no temporary file,
+    and raises the `OSError` itself (torch wraps it in a `RuntimeError`), which the CLI prints as one line.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # as an ordinary new file (mkstemp makes it private)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, option="checkpoint") as tmp, open(tmp, "wb") as f:
+        save_reporting_os_errors(lambda writer: torch.save(obj, writer), f)
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> Checkpoint:
-    """Read a unetlab checkpoint.
+    """Read a unetlab checkpoint and check everything in it before anything is built from it.
 
     Raises:
-        UnetlabError: when the file is missing or unreadable, is not a unetlab checkpoint, or was written by a
-            newer format version than this unetlab reads.
+        UnetlabError: naming the file, when it is missing or unreadable, is not a unetlab checkpoint, was written
+            by a newer format version than this unetlab reads, or is damaged: an entry missing or of the wrong type,
+            model options that are not valid or ask for a model past `MAX_MODEL_BYTES` (refused before it is
+            built), weights that do not fit the model, NaN or infinite weights or normalisation (named by their
+            first key), or a threshold that is not a probability.
     """
     path = Path(path)
+    payload = _read_payload(path, map_location)
+    version = payload.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise UnetlabError(
+            f"checkpoint {path} has format version {version}, newer than this unetlab ({__version__}) reads "
+            f"(up to {FORMAT_VERSION}); upgrade unetlab"
+        )
+    data, threshold = payload.get("data"), payload.get("threshold")
+    try:
+        model, state_dict = payload["model"], payload["state_dict"]
+        if not isinstance(model["name"], str) or not isinstance(state_dict, dict):
+            raise TypeError("model name or state_dict of the wrong type")
+        kwargs = dict(model["kwargs"])
+        if not all(isinstance(k, str) for k in kwargs) or not all(torch.is_tensor(v) for v in state_dict.values()):
+            raise TypeError("model kwargs or state_dict entries of the wrong type")
+        if threshold is not None and not _probability(threshold):
+            raise ValueError(f"threshold {threshold!r} is not a probability in [0, 1]")
+        checkpoint = Checkpoint(
+            model_name=model["name"],
+            model_kwargs=kwargs,
+            state_dict=state_dict,
+            data=DataInfo.from_dict(data) if data is not None else None,
+            threshold=None if threshold is None else float(threshold),
+            training=payload.get("training"),
+            path=path,
+        )
+    except (KeyError, TypeError, ValueError) as exc:  # an entry missing or of the wrong type: edited or damaged
+        raise _damaged(path, exc) from None
+    _check_model(checkpoint)
+    bad = next((k for k, v in state_dict.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if bad is not None:
+        raise UnetlabError(
+            f"checkpoint {path} holds NaN or infinite weights, first in {bad!r}: its training diverged or the file "
+            "is damaged, and it would predict nothing; use an earlier checkpoint, or train again with a lower "
+            "learning rate"
+        )
+    return checkpoint
+
+
+def is_checkpoint(path: str | Path) -> bool:
+    """True when `path` is a file with the unetlab checkpoint marker, whatever else is in it (nothing is checked)."""
+    try:
+        _read_payload(Path(path), "cpu")
+    except UnetlabError:
+        return False
+    return True
+
+
+def _read_payload(path: Path, map_location) -> dict:
+    """The dict in the checkpoint file `path`, after checking that it is one (its marker), and nothing more."""
     if path.is_dir():
         example = path / "best.pt" if path.name == "checkpoints" else path / "checkpoints" / "best.pt"
         raise UnetlabError(f"{path} is a folder; pass a checkpoint file such as {example}")
@@ -140,30 +190,37 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         raise UnetlabError(
             f"{path} is not a unetlab checkpoint (no '{FORMAT}' marker); pass a file written by `unetlab train`"
         )
-    version = payload.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION:
-        raise UnetlabError(
-            f"checkpoint {path} has format version {version}, newer than this unetlab ({__version__}) reads "
-            f"(up to {FORMAT_VERSION}); upgrade unetlab"
-        )
-    data = payload.get("data")
+    return payload
+
+
+def _check_model(checkpoint: Checkpoint) -> None:
+    """Refuse model options that are not valid or ask for too large a model, and weights that do not fit the
+    model, on the meta device: nothing is allocated for a model that will not be built."""
+    path, name, kwargs = checkpoint.path, checkpoint.model_name, checkpoint.model_kwargs
+    machine = sorted(set(kwargs) & set(MACHINE_KWARGS))
+    if machine:  # `save_checkpoint` drops them: a file of the machine that reads the checkpoint would be loaded
+        raise _damaged(path, f"it names {', '.join(machine)}, a file that training read")
     try:
-        model, state_dict = payload["model"], payload["state_dict"]
-        if not isinstance(model["name"], str) or not isinstance(state_dict, dict):
-            raise TypeError("model name or state_dict of the wrong type")
-        return Checkpoint(
-            model_name=model["name"],
-            model_kwargs=dict(model["kwargs"]),
-            state_dict=state_dict,
-            data=DataInfo.from_dict(data) if data is not None else None,
-            threshold=payload.get("threshold"),
-            training=payload.get("training"),
-            path=path,
-        )
-    except (KeyError, TypeError, ValueError) as exc:  # an entry missing or of the wrong type: edited or damaged
+        with torch.device("meta"):  # shapes only: `create_model` refuses a model too large to build for real
+            model = create_model(name, **kwargs)
+    except (UnetlabError, TypeError, ValueError, RuntimeError, OverflowError) as exc:
+        raise _damaged(path, exc) from None
+    mismatch = state_dict_mismatch(model.state_dict(), checkpoint.state_dict)
+    if mismatch:
         raise UnetlabError(
-            f"checkpoint {path} is damaged ({type(exc).__name__}: {exc}); use a file as `unetlab train` wrote it"
-        ) from None
+            f"checkpoint {path}: its weights do not fit the {name} {kwargs} it records ({mismatch}); the file was "
+            "edited or damaged, so use the checkpoint as training wrote it"
+        )
+
+
+def _probability(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and 0.0 <= value <= 1.0
+
+
+def _damaged(path: Path, reason) -> UnetlabError:
+    if isinstance(reason, Exception) and not isinstance(reason, UnetlabError):
+        reason = f"{type(reason).__name__}: {reason}"
+    return UnetlabError(f"checkpoint {path} is damaged ({reason}); use a file as `unetlab train` wrote it")
 
 
 def load_training_checkpoint(run_or_path: str | Path) -> Checkpoint:
